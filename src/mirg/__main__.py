@@ -1,0 +1,5 @@
+import sys
+
+from mirg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,50 @@
+"""The `mirg` command. Thin: parses arguments and calls the library.
+
+Bad input ends with ``mirg: error: <one line>`` and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mirg import __version__
+from mirg.commands import data, score
+from mirg.errors import MirgError
+
+COMMAND_MODULES = [score, data]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mirg",
+        description="Multi-image reasoning and grounding: data, trajectories, SFT + image-aware GRPO, "
+        "evaluation and exact MIG-Bench-compatible scoring.",
+    )
+    parser.add_argument("--version", action="version", version=f"mirg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MirgError as exc:
+        print(f"mirg: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permission denied, ...: say what and where, not a traceback
+        print(f"mirg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mirg: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

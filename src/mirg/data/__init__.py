@@ -1,0 +1,1 @@
+"""Datasets: the MIG-Bench converter, the synthetic generator and trajectory construction."""

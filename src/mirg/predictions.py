@@ -1,0 +1,99 @@
+"""Read and write predictions: JSONL ``{"id", "response"}`` lines, or MIG-Bench result files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mirg import migbench
+from mirg.errors import MirgError
+
+
+@dataclass
+class PredictionFile:
+    """One predictions input: either id-keyed responses or MIG-Bench result records (no ids)."""
+
+    path: Path
+    by_id: dict[str, str] | None = None
+    results: list[migbench.ResultRecord] | None = None
+
+
+def read_json_file(path: Path) -> Any:
+    """Parse a whole JSON file, with a one-line reason on failure."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise MirgError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise MirgError(f"{path}: is a folder, expected a file") from None
+    except UnicodeDecodeError as exc:
+        raise MirgError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except ValueError as exc:
+        raise MirgError(f"{path}: unreadable JSON ({exc})") from None
+
+
+def _first_char(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096).lstrip()
+    except FileNotFoundError:
+        raise MirgError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise MirgError(f"{path}: is a folder, expected a predictions file") from None
+    return head[:1].decode("ascii", "replace")
+
+
+def read_predictions_jsonl(path: Path) -> dict[str, str]:
+    """``id -> response`` from a JSONL file; a bad or duplicate line is an error naming the line."""
+    out: dict[str, str] = {}
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise MirgError(f"{where}: unreadable JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise MirgError(f"{where}: must be a JSON object with id and response")
+            pid, response = record.get("id"), record.get("response")
+            if not isinstance(pid, str):
+                raise MirgError(f"{where}: id: missing field (a string)")
+            if not isinstance(response, str):
+                raise MirgError(f"{where}: response: missing field (the raw model text)")
+            if pid in out:
+                raise MirgError(f"{where}: id: duplicate id {pid!r}")
+            out[pid] = response
+    return out
+
+
+def read_prediction_file(path: str | Path) -> PredictionFile:
+    """Detect the kind of a predictions file (JSONL vs MIG-Bench result JSON) and read it."""
+    path = Path(path)
+    if _first_char(path) == "[":
+        data = read_json_file(path)
+        if not migbench.is_result_file(data):
+            raise MirgError(f"{path}: a JSON list but not a MIG-Bench result file (records + summary)")
+        return PredictionFile(path=path, results=migbench.read_result_file(data, path))
+    return PredictionFile(path=path, by_id=read_predictions_jsonl(path))
+
+
+def merge_by_id(files: list[PredictionFile]) -> dict[str, str]:
+    """All id-keyed responses of ``files``; an id given twice is an error."""
+    merged: dict[str, str] = {}
+    for f in files:
+        for pid, response in (f.by_id or {}).items():
+            if pid in merged:
+                raise MirgError(f"{f.path}: id {pid!r} was already given by another predictions file")
+            merged[pid] = response
+    return merged
+
+
+def append_prediction(handle, sample_id: str, response: str, **extra: Any) -> None:
+    """Append one prediction line and flush, so an interrupted run loses nothing written."""
+    handle.write(json.dumps({"id": sample_id, "response": response, **extra}, ensure_ascii=False) + "\n")
+    handle.flush()
