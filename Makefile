@@ -21,8 +21,15 @@ $(STAMP): pyproject.toml constraints.txt
 test: setup
 	$(PY) -m pytest -q
 
+PARITY := ../shared/parity/mig-bench
+
+# Until the full train-and-evaluate demo lands, the demo scores the MIG-Bench parity data.
 demo: setup
-	$(VENV)/bin/mirg demo
+	@echo "== mirg demo: scoring the published MIG-Bench result files in $(PARITY) (the training demo is not built yet)"
+	$(VENV)/bin/mirg score --data $(PARITY)/revised_MIG_bench.json --predictions $(PARITY)/results/univg-r1/*.json \
+		--out runs/demo/univg-r1.compat.json --compat migbench
+	$(VENV)/bin/mirg score --data $(PARITY)/revised_MIG_bench.json --predictions $(PARITY)/results/qwen2_vl/*.json \
+		--out runs/demo/qwen2_vl.compat.json --compat migbench
 
 bench: setup
 	$(PY) benchmarks/parse_speed.py

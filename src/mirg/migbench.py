@@ -85,10 +85,13 @@ def is_result_file(data: Any) -> bool:
 
 
 def detect_version(data: list[dict]) -> str:
-    """``original`` when every target box lies in [0, 1], else ``revised``."""
+    """``original`` when the target boxes are fractions, ``revised`` when they are on the 0-1000 scale.
+
+    A few original boxes overshoot 1 slightly (up to ~1.05), so the cut is at 2, not 1.
+    """
     for rec in data:
         box = rec["answer"]
-        if any(v > 1 for v in box):
+        if isinstance(box, list) and any(isinstance(v, (int, float)) and v > 2 for v in box):
             return REVISED
     return ORIGINAL
 

@@ -74,10 +74,13 @@ def read_predictions_jsonl(path: Path) -> dict[str, str]:
 def read_prediction_file(path: str | Path) -> PredictionFile:
     """Detect the kind of a predictions file (JSONL vs MIG-Bench result JSON) and read it."""
     path = Path(path)
-    if _first_char(path) == "[":
+    if _first_char(path) == "[" or path.suffix == ".json":
         data = read_json_file(path)
         if not migbench.is_result_file(data):
-            raise MirgError(f"{path}: a JSON list but not a MIG-Bench result file (records + summary)")
+            raise MirgError(
+                f"{path}: not a MIG-Bench result file (a JSON list of records closed by a summary record) "
+                "nor predictions JSONL"
+            )
         return PredictionFile(path=path, results=migbench.read_result_file(data, path))
     return PredictionFile(path=path, by_id=read_predictions_jsonl(path))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mirg import migbench
-from mirg.data.convert import convert_benchmark
+from mirg.data.convert import convert_benchmark, find_image
 from mirg.errors import MirgError
 from mirg.geometry import CoordSpace
 from mirg.predictions import PredictionFile, merge_by_id, read_json_file, read_prediction_file
@@ -53,8 +53,11 @@ def load_data(path: str | Path, warn: Warn = _stderr, convert: bool = True) -> S
 def _convert_for_scoring(data: ScoringData, warn: Warn) -> None:
     bench = data.bench
     roots = [data.path.parent, data.path.parent.parent]
-    conv = convert_benchmark(bench, roots)
-    if not conv.samples and all("not found" in reason for _, reason in conv.skipped):
+    probe = [p for rec in bench.records[:20] for p in rec.images]
+    conv = None
+    if any(find_image(p, roots) for p in probe):
+        conv = convert_benchmark(bench, roots)
+    if conv is None or (not conv.samples and all("not found" in reason for _, reason in conv.skipped)):
         warn(
             f"images of {data.path.name} not found beside it: boxes are scored in a 1000x1000 frame per image "
             "(IoU is unchanged by that scaling; --coords resized needs the real images)"

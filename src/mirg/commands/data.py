@@ -9,6 +9,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="datasets: convert MIG-Bench, synthesize, build trajectories")
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     _register_convert(data_sub)
+    from mirg.commands import data_synth, data_trajectories
+
+    data_synth.register(data_sub)
+    data_trajectories.register(data_sub)
 
 
 def _register_convert(sub: argparse._SubParsersAction) -> None:

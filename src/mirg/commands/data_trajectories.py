@@ -1,0 +1,99 @@
+"""`mirg data trajectories`: SFT trajectories and RL rows from a manifest's annotations."""
+
+from __future__ import annotations
+
+import argparse
+
+from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, SPACES
+
+DESCRIPTION = """\
+Build, for every sample of a manifest, a reasoning trajectory for SFT and a prompt/target row for RL.
+
+The reasoning (a) sums up each image from its image-level note, (b) names the reference object and its
+attributes from the object-level annotations, (c) decides the target image, says why and names it as
+"image k", (d) localises the object; then the answer, with boxes in --coords.
+
+Writes into OUT: sft.jsonl (id, task, images, prompt, completion), rl.jsonl (id, task, images, prompt,
+target_image, target_box, image_sizes) and README.md with counts per task. Image paths are relative to OUT.
+
+--mode template is deterministic and offline. --mode teacher asks an OpenAI-compatible chat endpoint
+(images and annotations sent), keeps only replies that verify against the annotations (strict format,
+target image, IoU >= 0.5, reasoning names the image), retries the rest and counts rejections. Replies are
+cached in OUT/teacher_cache.jsonl: rerunning the same command resumes without repeating a call.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "trajectories", help="reasoning trajectories (SFT) and RL rows from annotations",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset folder or manifest.jsonl")
+    p.add_argument("--out", required=True, metavar="DIR2", help="output folder (sft.jsonl, rl.jsonl, README.md)")
+    p.add_argument("--mode", choices=["template", "teacher"], default="template", help="default: template")
+    p.add_argument("--detail", choices=["brief", "full"], default="brief",
+                   help="brief: reference and target only; full: every object of every image with its box")
+    p.add_argument("--coords", choices=SPACES, default="pixel", help="coordinate space of boxes in the text (default: pixel)")
+    p.add_argument("--min-pixels", type=int, default=QWEN_MIN_PIXELS, metavar="N",
+                   help=f"resized space: processor min_pixels (default {QWEN_MIN_PIXELS})")
+    p.add_argument("--max-pixels", type=int, default=QWEN_MAX_PIXELS, metavar="N",
+                   help=f"resized space: processor max_pixels (default {QWEN_MAX_PIXELS})")
+    _teacher_arguments(p.add_argument_group("teacher mode"))
+    p.set_defaults(func=run)
+
+
+def _teacher_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--base-url", metavar="URL", help="OpenAI-compatible API base, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--model", metavar="NAME", help="model name the endpoint serves")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="environment variable holding the API key (default OPENAI_API_KEY); never printed or written")
+    g.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight at once (default 4)")
+    g.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                   help="replies asked per sample before it is rejected (default 3)")
+    g.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds per request (default 120)")
+    g.add_argument("--http-retries", type=int, default=5, metavar="N",
+                   help="retries of one request on 429, 5xx, timeouts and connection errors (default 5)")
+    g.add_argument("--backoff", type=float, default=1.0, metavar="S",
+                   help="first retry delay in seconds, doubled each retry, plus jitter (default 1)")
+    g.add_argument("--temperature", type=float, default=0.2, metavar="T", help="sampling temperature (default 0.2)")
+    g.add_argument("--max-tokens", type=int, default=1024, metavar="N", help="reply length limit (default 1024)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mirg.data.trajectories import TrajectoryOptions, build_template, check_out_dir, load_dataset
+    from mirg.errors import MirgError
+    from mirg.geometry import CoordSpace
+
+    opts = TrajectoryOptions(CoordSpace(args.coords, args.min_pixels, args.max_pixels), args.detail)
+    if args.mode == "teacher":
+        config = _teacher_config(args)  # bad flags fail before any file is read
+    dataset = load_dataset(args.data)
+    out = Path(args.out)
+    check_out_dir(dataset, out)
+    if args.mode == "template":
+        report = build_template(dataset, out, opts)
+        print(f"wrote {sum(report.accepted.values())} trajectories for {len(dataset.samples)} samples -> {out}")
+        return 0
+    from mirg.data.teacher import run_teacher
+
+    report, error = run_teacher(dataset, out, opts, config)
+    accepted, rejected = sum(report.accepted.values()), sum(sum(c.values()) for c in report.rejected.values())
+    print(f"teacher: {accepted} accepted, {rejected} rejected of {len(dataset.samples)} samples -> {out}")
+    if error:
+        raise MirgError(error)
+    return 0
+
+
+def _teacher_config(args: argparse.Namespace):
+    from mirg.data.teacher import TeacherConfig
+    from mirg.errors import MirgError
+
+    if not args.base_url or not args.model:
+        raise MirgError("--mode teacher needs --base-url and --model")
+    return TeacherConfig(
+        base_url=args.base_url, model=args.model, api_key_env=args.api_key_env, concurrency=args.concurrency,
+        max_attempts=args.max_attempts, timeout=args.timeout, http_retries=args.http_retries,
+        backoff=args.backoff, temperature=args.temperature, max_tokens=args.max_tokens,
+    )
