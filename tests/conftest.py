@@ -1,0 +1,34 @@
+"""Shared test fixtures: paths to the repository and to the MIG-Bench parity data beside it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PARITY = SHARED / "parity" / "mig-bench"
+
+
+@pytest.fixture
+def parity_dir() -> Path:
+    if not (PARITY / "expected_counts.json").is_file():
+        pytest.skip(f"MIG-Bench parity data not found at {PARITY} (../shared beside the repository)")
+    return PARITY
+
+
+def run_mirg(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `mirg` command in a fresh process and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mirg", *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout
+    )
+
+
+@pytest.fixture
+def mirg():
+    return run_mirg

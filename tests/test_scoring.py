@@ -1,0 +1,178 @@
+"""`mirg score`: exact MIG-Bench parity, the image-aware default mode, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mirg.answer import render_answer
+from mirg.migbench import compat_box, migician_yscale
+from mirg.schema import Sample, Target, write_manifest
+
+MODELS = {"univg-r1": 0.7203, "qwen2_vl": 0.3002}
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_compat_mode_reproduces_every_published_result_file_exactly(parity_dir, tmp_path, mirg, model):
+    expected = json.loads((parity_dir / "expected_counts.json").read_text())[model]
+    files = sorted(str(p) for p in (parity_dir / "results" / model).glob("*.json"))
+    assert len(files) == 10
+    out = tmp_path / "metrics.json"
+    proc = mirg("score", "--data", str(parity_dir / "revised_MIG_bench.json"), "--predictions", *files,
+                "--out", str(out), "--compat", "migbench")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(out.read_text())
+    assert set(metrics["tasks"]) == set(expected)
+    for task, exp in expected.items():
+        got = metrics["tasks"][task]
+        assert got["n"] == exp["n"], task
+        for key in ("iou@0.3", "iou@0.5", "iou@0.7"):
+            assert got["counts"][key] == exp[key], (task, key)
+        assert got["iou_sum"] == exp["iou_sum"], task  # bit-for-bit, summed in benchmark order
+        assert got["image_acc"] is None and got["format_rate"] is None
+    assert round(metrics["overall"]["task_mean_acc@0.5"], 4) == MODELS[model]
+    assert metrics["overall"]["mode"] == "compat-migbench"
+
+
+def test_compat_box_rules_for_both_versions():
+    assert compat_box("(1,2),(3,4) then [5, 6, 7, 8]", "revised") == [1, 2, 3, 4]
+    assert compat_box("[5, 6, 7, 8]", "revised") == [5, 6, 7, 8]
+    assert compat_box("<box>5 6 7 8</box>", "revised") == [5, 6, 7, 8]
+    assert compat_box("(0.1,0.2),(0.3,0.4)", "revised") is None  # decimals can't be read as 0-1000 ints
+    assert compat_box("nothing", "revised") is None
+    assert compat_box("[0.1, 0.2, 0.3, 0.4]", "original") == [0.1, 0.2, 0.3, 0.4]
+    assert compat_box("[1, 20, 300, 400]", "original") == [0.001, 0.02, 0.3, 0.4]  # one match: v >= 1 -> /1000
+    assert compat_box("[1, 20, 300, 400] [5, 6, 7, 8]", "original") == [1.0, 0.02, 0.3, 0.4]  # several: v > 1
+    assert compat_box("nothing", "original") is None
+
+
+def test_migician_yscale_matches_the_published_formula():
+    assert migician_yscale([10, 400, 20, 800]) == [10, 420, 20, 880]
+    assert migician_yscale([10, 990, 20, 990]) == [10, 999, 20, 999]
+
+
+def test_migician_yscale_flag(parity_dir, tmp_path, mirg):
+    files = sorted(str(p) for p in (parity_dir / "results" / "qwen2_vl").glob("*.json"))
+    out = tmp_path / "m.json"
+    proc = mirg("score", "--data", str(parity_dir / "revised_MIG_bench.json"), "--predictions", *files,
+                "--out", str(out), "--compat", "migbench", "--migician-yscale")
+    assert proc.returncode == 0, proc.stderr
+    scaled = json.loads(out.read_text())["tasks"]["common_object"]["iou_sum"]
+    assert scaled != pytest.approx(334.80115605215093)
+
+
+@pytest.fixture
+def small_dataset(tmp_path):
+    samples = [
+        Sample("a", "common_object", ["1.png", "2.png"], [(200, 100), (400, 300)], "q", Target(2, (100, 60, 200, 160))),
+        Sample("b", "common_object", ["1.png", "2.png"], [(200, 100), (400, 300)], "q", Target(1, (0, 0, 100, 50))),
+        Sample("c", "diff", ["1.png", "2.png", "3.png"], [(100, 100)] * 3, "q", Target(3, (10, 10, 60, 60))),
+    ]
+    write_manifest(samples, tmp_path / "data" / "manifest.jsonl")
+    return tmp_path / "data"
+
+
+def write_predictions(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_default_mode_is_image_aware_and_converts_coordinates(small_dataset, tmp_path, mirg):
+    preds = write_predictions(tmp_path / "p.jsonl", [
+        # right image; box in norm1000 of image 2 (400x300) = pixels (100, 60, 200, 160)
+        {"id": "a", "response": render_answer(2, [250, 200, 500, 533.3333333])},
+        # wrong image, perfect box for image 1: IoU must be 0
+        {"id": "b", "response": render_answer(2, [0, 0, 500, 500])},
+        # c: no prediction -> counted and wrong
+    ])
+    out, per = tmp_path / "m.json", tmp_path / "per.jsonl"
+    proc = mirg("score", "--data", str(small_dataset), "--predictions", str(preds), "--out", str(out),
+                "--per-sample", str(per), "--coords", "norm1000")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 sample(s) have no prediction" in proc.stderr
+    m = json.loads(out.read_text())
+    co = m["tasks"]["common_object"]
+    assert co["counts"] == {"iou@0.3": 1, "iou@0.5": 1, "iou@0.7": 1}
+    assert co["image_acc"] == 0.5 and co["format_rate"] == 1.0 and co["parse_rate"] == 1.0
+    assert m["tasks"]["diff"]["parse_rate"] == 0.0
+    assert m["overall"]["task_mean_acc@0.5"] == pytest.approx(0.25)
+    assert m["overall"]["pooled_acc@0.5"] == pytest.approx(1 / 3)
+    assert m["overall"]["missing_predictions"] == 1
+    rows = [json.loads(line) for line in per.read_text().splitlines()]
+    assert set(rows[0]) == {"id", "task", "format_ok", "parse_ok", "pred_image", "image_correct", "iou", "pred_box_pixels"}
+    assert rows[0]["pred_box_pixels"] == pytest.approx([100, 60, 200, 160])
+    assert rows[1]["image_correct"] is False and rows[1]["iou"] == 0.0
+
+
+def test_default_mode_on_the_revised_benchmark_without_images(parity_dir, tmp_path, mirg):
+    bench = json.loads((parity_dir / "revised_MIG_bench.json").read_text())
+    from mirg.migbench import load_benchmark, target_image
+
+    records = load_benchmark(bench, parity_dir / "revised_MIG_bench.json").records
+    rows = [{"id": r.id, "response": render_answer(target_image(r), r.answer)} for r in records]
+    preds = write_predictions(tmp_path / "p.jsonl", rows)
+    out = tmp_path / "m.json"
+    proc = mirg("score", "--data", str(parity_dir / "revised_MIG_bench.json"), "--predictions", str(preds),
+                "--out", str(out), "--coords", "norm1000")
+    assert proc.returncode == 0, proc.stderr
+    assert "1000x1000 frame" in proc.stderr
+    m = json.loads(out.read_text())
+    assert m["overall"]["n"] == len(records)
+    assert m["overall"]["task_mean_acc@0.5"] == 1.0 and m["overall"]["pooled_image_acc"] == 1.0
+
+
+def _assert_one_line_error(proc, fragment):
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("mirg: error:")]
+    assert lines and fragment in proc.stderr, proc.stderr
+
+
+def test_bad_inputs_give_one_line_errors(parity_dir, small_dataset, tmp_path, mirg):
+    good = write_predictions(tmp_path / "good.jsonl", [{"id": "a", "response": "x"}])
+    cases = {
+        "no such manifest file": ["--data", str(tmp_path / "nope.jsonl"), "--predictions", str(good)],
+        "unreadable JSON": ["--data", str(small_dataset), "--predictions",
+                            str(write_predictions(tmp_path / "bad.jsonl", []).parent / "bad.jsonl")],
+        "duplicate id": ["--data", str(small_dataset), "--predictions", str(write_predictions(
+            tmp_path / "dup.jsonl", [{"id": "a", "response": "x"}, {"id": "a", "response": "y"}]))],
+        "response: missing field": ["--data", str(small_dataset), "--predictions", str(write_predictions(
+            tmp_path / "noresp.jsonl", [{"id": "a"}]))],
+        "another dataset": ["--data", str(small_dataset), "--predictions", str(write_predictions(
+            tmp_path / "other.jsonl", [{"id": "zzz", "response": "x"}]))],
+        "needs a MIG-Bench JSON": ["--data", str(small_dataset), "--predictions", str(good), "--compat", "migbench"],
+        "only with --compat": ["--data", str(small_dataset), "--predictions", str(good), "--migician-yscale"],
+        "not a MIG-Bench result file": ["--data", str(small_dataset), "--predictions",
+                                        str(parity_dir / "expected_counts.json")],
+        "records but the benchmark has": ["--data", str(parity_dir / "MIG_data.json"), "--predictions",
+                                          str(next((parity_dir / "results" / "univg-r1").glob("*common_object*"))),
+                                          "--compat", "migbench"],
+        "invalid record": ["--data", str(write_predictions(tmp_path / "badm.jsonl", [{"id": "x"}])),
+                           "--predictions", str(good)],
+    }
+    (tmp_path / "bad.jsonl").write_text('{"id": "a", "response": "x"}\n{oops\n')
+    for fragment, args in cases.items():
+        proc = mirg("score", *args, "--out", str(tmp_path / "m.json"))
+        _assert_one_line_error(proc, fragment)
+
+
+def test_score_and_help_do_not_import_torch(small_dataset, tmp_path):
+    import subprocess
+    import sys
+
+    preds = write_predictions(tmp_path / "p.jsonl", [{"id": "a", "response": "x"}])
+    code = (
+        "import sys; from mirg.cli import main; "
+        f"main(['score', '--data', {str(small_dataset)!r}, '--predictions', {str(preds)!r}, '--out', {str(tmp_path / 'm.json')!r}]); "
+        "bad = [m for m in ('torch', 'transformers', 'trl', 'PIL') if m in sys.modules]; "
+        "print('LOADED', bad)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "LOADED []" in proc.stdout, proc.stdout + proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom mirg.cli import build_parser\nbuild_parser()\n"
+         "print('LOADED', [m for m in ('torch', 'transformers', 'trl') if m in sys.modules])"],
+        capture_output=True, text=True,
+    )
+    assert "LOADED []" in proc.stdout, proc.stdout + proc.stderr
