@@ -1,0 +1,560 @@
+"""Reasoning trajectories for SFT and prompt/target rows for RL, built from a manifest's annotations.
+
+Every trajectory reasons in four steps, then answers:
+
+(a) sums up each image (from its image-level note, else from its annotated objects);
+(b) names the reference object and its attributes (from the object-level annotations);
+(c) decides the target image, says why, and names it as "image k";
+(d) localises the object in that image.
+
+Template mode (here) is deterministic and offline: each step has several phrasings, chosen by a hash
+of the sample id, so a model learns the reasoning rather than one string. Teacher mode
+(:mod:`mirg.data.teacher`) asks a chat endpoint instead and keeps only replies that
+:func:`check_trajectory` accepts.
+
+Boxes in the text are written in the coordinate space the model will speak:
+
+>>> format_box((10, 20, 30, 40), (200, 100), CoordSpace("norm1000"))
+[50, 200, 150, 400]
+>>> format_box((0.2, 0.2, 0.4, 0.4), (1000, 1000), CoordSpace("norm1"))  # collapsed by rounding: widened
+[0.0, 0.0, 0.001, 0.001]
+
+Output folder (TRL reads the files as they are): ``sft.jsonl`` (``id``, ``task``, ``images``,
+``prompt``, ``completion``), ``rl.jsonl`` (``id``, ``task``, ``images``, ``prompt``, ``target_image``,
+``target_box``, ``image_sizes``) and ``README.md`` with the counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from mirg.answer import AnswerError, check_strict, render_answer, think_block
+from mirg.errors import MirgError
+from mirg.geometry import CoordSpace, clip_box, iou
+from mirg.prompts import user_message
+from mirg.schema import ObjectAnn, Sample, check_image_files, manifest_path, read_manifest
+
+Warn = Callable[[str], None]
+DETAILS = ("brief", "full")
+SFT_FILE, RL_FILE, README_FILE = "sft.jsonl", "rl.jsonl", "README.md"
+#: IoU an answer's box must reach against the manifest's box for a trajectory to be kept.
+MIN_IOU = 0.5
+#: How many problems with the image files an error message lists before "... and N more".
+SHOWN_PROBLEMS = 5
+
+
+def stderr_warn(message: str) -> None:
+    print(f"mirg: warning: {message}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class TrajectoryOptions:
+    """What the text is written in: the coordinate space of boxes and how much of the scene is listed.
+
+    ``detail="brief"`` names only the reference and the target; ``"full"`` lists every object of every
+    image with its box (dense object-level supervision, which small models need to learn to localise).
+    """
+
+    coords: CoordSpace = field(default_factory=CoordSpace)
+    detail: str = "brief"
+
+    def __post_init__(self) -> None:
+        if self.detail not in DETAILS:
+            raise MirgError(f"unknown --detail {self.detail!r}; choose one of {', '.join(DETAILS)}")
+
+
+@dataclass
+class Dataset:
+    """A validated manifest whose image files exist and match their recorded sizes."""
+
+    manifest: Path
+    samples: list[Sample]
+
+    @property
+    def root(self) -> Path:
+        return self.manifest.parent
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read ``--data`` and check every image file; raise listing the first few problems."""
+    manifest = manifest_path(path)
+    samples = read_manifest(manifest)
+    if not samples:
+        raise MirgError(f"{manifest}: no samples")
+    problems = check_image_files(samples, manifest.parent)
+    if problems:
+        shown = "\n".join(problems[:SHOWN_PROBLEMS])
+        more = f"\n... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+        raise MirgError(f"{len(problems)} problem(s) with the image files:\n{shown}{more}")
+    return Dataset(manifest=manifest, samples=samples)
+
+
+def check_out_dir(dataset: Dataset, out: Path) -> None:
+    """Refuse an output folder that is the dataset's own (its README.md would be overwritten)."""
+    if out.exists() and not out.is_dir():
+        raise MirgError(f"--out {out}: exists and is not a folder")
+    if out.resolve() == dataset.root.resolve():
+        raise MirgError(f"--out {out}: is the dataset folder; choose another (its README.md would be overwritten)")
+
+
+# ----- coordinates in the text -------------------------------------------------------------------
+
+
+def _unit(space: CoordSpace) -> float:
+    return 0.001 if space.name == "norm1" else 1.0
+
+
+def _rounded(value: float, space: CoordSpace) -> float | int:
+    return round(value, 3) if space.name == "norm1" else int(round(value))
+
+
+def _widen(lo: float, hi: float, extent: float, space: CoordSpace) -> tuple[float, float]:
+    """Keep ``lo < hi`` after rounding: widen by one unit, inward at the image's far edge."""
+    if lo < hi:
+        return lo, hi
+    unit = _unit(space)
+    if lo + unit <= extent:
+        return lo, _rounded(lo + unit, space)
+    return _rounded(hi - unit, space), hi
+
+
+def format_box(box: Sequence[float], size: Sequence[int], space: CoordSpace) -> list:
+    """``box`` (original pixels of an image of ``size``) in ``space``, rounded as the model writes it.
+
+    Integers for ``pixel``, ``resized`` and ``norm1000``; 3 decimals for ``norm1``. A box that rounding
+    collapsed is widened by one unit so that x1 < x2 and y1 < y2 still hold.
+    """
+    converted = space.from_pixels(box, size)
+    x1, y1, x2, y2 = (_rounded(v, space) for v in converted)
+    ext_w, ext_h = space.extent(size)
+    x1, x2 = _widen(x1, x2, ext_w, space)
+    y1, y2 = _widen(y1, y2, ext_h, space)
+    return [x1, y1, x2, y2]
+
+
+def box_text(box: Sequence[float], size: Sequence[int], space: CoordSpace) -> str:
+    """The box as it appears in reasoning text, e.g. ``[10, 12, 40, 44]``."""
+    return json.dumps(format_box(box, size, space))
+
+
+# ----- annotations ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The object the question refers to: its (1-based) image and its annotation."""
+
+    image: int
+    obj: ObjectAnn
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a trajectory says, read from the annotations (hints first, fallbacks otherwise)."""
+
+    target: ObjectAnn | None
+    reference: Reference | None
+    rule: str
+
+
+def _object_at(sample: Sample, image: Any, index: Any, what: str) -> ObjectAnn:
+    objects = sample.objects or []
+    ok = isinstance(image, int) and isinstance(index, int) and 1 <= image <= len(objects)
+    if ok and 0 <= index < len(objects[image - 1]):
+        return objects[image - 1][index]
+    raise MirgError(f"sample {sample.id}: hints.{what} names no annotated object (image {image!r}, object {index!r})")
+
+
+def best_match(sample: Sample) -> ObjectAnn | None:
+    """The annotated object of the target image that overlaps the target box most (None if none does)."""
+    if not sample.objects:
+        return None
+    candidates = sample.objects[sample.target.image - 1]
+    scored = [(iou(o.bbox, sample.target.bbox), i) for i, o in enumerate(candidates)]
+    scored = [(v, i) for v, i in scored if v > 0]
+    if not scored:
+        return None
+    return candidates[max(scored, key=lambda t: (t[0], -t[1]))[1]]
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def restated_rule(sample: Sample) -> str:
+    """The fallback "why" when no rule is annotated: the question itself."""
+    return f"The question says: {_sentence(sample.question)}"
+
+
+def make_plan(sample: Sample) -> Plan:
+    """Read ``hints`` (target object, reference, rule) where present; fall back where not."""
+    hints = sample.extra.get("hints")
+    if hints is not None and not isinstance(hints, dict):
+        raise MirgError(f"sample {sample.id}: hints must be an object")
+    hints = hints or {}
+    target = best_match(sample)
+    if hints.get("target_object") is not None and sample.objects is not None:
+        target = _object_at(sample, sample.target.image, hints["target_object"], "target_object")
+    reference = None
+    ref = hints.get("reference")
+    if isinstance(ref, dict) and sample.objects is not None:
+        reference = Reference(ref.get("image"), _object_at(sample, ref.get("image"), ref.get("object"), "reference"))
+    rule = hints.get("rule")
+    rule = _sentence(rule) if isinstance(rule, str) and rule.strip() else restated_rule(sample)
+    return Plan(target=target, reference=reference, rule=rule)
+
+
+def article(label: str) -> str:
+    """``label`` with "a"/"an" in front (``"an orange square"``)."""
+    return ("an " if label[:1].lower() in "aeiou" and label[:1] else "a ") + label
+
+
+def attributes_text(obj: ObjectAnn) -> str:
+    """``" (color red, shape circle)"`` or ``""`` when the object has no attributes."""
+    if not obj.attributes:
+        return ""
+    return " (" + ", ".join(f"{k} {v}" for k, v in obj.attributes.items()) + ")"
+
+
+def note_text(note: str) -> str:
+    """An image note ready to follow "shows": no final period, lower-case start unless an acronym."""
+    note = note.strip().rstrip(".").strip()
+    if len(note) > 1 and note[0].isupper() and not note[1].isupper():
+        note = note[0].lower() + note[1:]
+    return note
+
+
+def objects_summary(objects: list[ObjectAnn]) -> str:
+    """A note made from object labels when there is no image note: ``a red circle and a blue square``."""
+    labels = [article(o.label) for o in objects]
+    if not labels:
+        return "no annotated objects"
+    if len(labels) == 1:
+        return labels[0]
+    return ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def objects_with_boxes(objects: list[ObjectAnn], size: Sequence[int], space: CoordSpace) -> str:
+    """Every object of one image with its box, for ``full`` detail: ``red circle [1, 2, 9, 9]; ...``."""
+    return "; ".join(f"{o.label} {box_text(o.bbox, size, space)}" for o in objects) or "none"
+
+
+# ----- template phrasing ---------------------------------------------------------------------------
+
+INTRO = (
+    "Let me look at each image first.",
+    "First, what each image shows.",
+    "I go through the images one by one.",
+)
+SUMMARY = ("Image {k} shows {note}.", "In image {k} I see {note}.", "Image {k}: {note}.")
+LISTING = ("Its objects: {objects}.", "Objects there: {objects}.", "With boxes: {objects}.")
+REFERENCE = (
+    "The reference object is the {label} in image {r}{attrs}{box}.",
+    "The question refers to the {label} in image {r}{attrs}{box}.",
+    "Reference: the {label} of image {r}{attrs}{box}.",
+)
+SOUGHT = (
+    "The object to find is {label}{attrs}.",
+    "I am looking for {label}{attrs}.",
+    "What I need to find: {label}{attrs}.",
+)
+DECIDE = (
+    "{rule} So the target image is image {k}.",
+    "{rule} That points to image {k}.",
+    "{rule} Therefore the answer is in image {k}.",
+)
+LOCATE = (
+    "In image {k}, {the_label} is at {box}.",
+    "{The_label} in image {k} spans {box}.",
+    "Locating it in image {k}: {the_label} at {box}.",
+)
+
+
+def pick(options: Sequence[str], sample_id: str, step: str) -> str:
+    """One of ``options``, chosen by a stable hash of the sample id and the step (same every run)."""
+    digest = hashlib.sha256(f"{sample_id}\x00{step}".encode()).digest()
+    return options[int.from_bytes(digest[:8], "big") % len(options)]
+
+
+def summary_step(sample: Sample, opts: TrajectoryOptions) -> list[str]:
+    """(a): one sentence per image, plus every object's box in ``full`` detail."""
+    if sample.image_notes is None and sample.objects is None:
+        return []
+    parts = [pick(INTRO, sample.id, "intro")]
+    for k in range(1, sample.num_images + 1):
+        objects = sample.objects[k - 1] if sample.objects is not None else None
+        note = note_text(sample.image_notes[k - 1]) if sample.image_notes is not None else objects_summary(objects)
+        parts.append(pick(SUMMARY, sample.id, f"summary{k}").format(k=k, note=note))
+        if opts.detail == "full" and objects is not None:
+            listed = objects_with_boxes(objects, sample.image_sizes[k - 1], opts.coords)
+            parts.append(pick(LISTING, sample.id, f"listing{k}").format(objects=listed))
+    return parts
+
+
+def reference_step(sample: Sample, plan: Plan, opts: TrajectoryOptions) -> list[str]:
+    """(b): the reference object (or, with none annotated, the sought object) and its attributes."""
+    if plan.reference is not None:
+        ref = plan.reference
+        box = ""
+        if opts.detail == "full":
+            box = " at " + box_text(ref.obj.bbox, sample.image_sizes[ref.image - 1], opts.coords)
+        template = pick(REFERENCE, sample.id, "reference")
+        return [template.format(label=ref.obj.label, r=ref.image, attrs=attributes_text(ref.obj), box=box)]
+    if plan.target is not None:
+        template = pick(SOUGHT, sample.id, "sought")
+        return [template.format(label=article(plan.target.label), attrs=attributes_text(plan.target))]
+    return []
+
+
+def decide_step(sample: Sample, plan: Plan) -> list[str]:
+    """(c): why the target image is the one, naming it as "image k"."""
+    return [pick(DECIDE, sample.id, "decide").format(rule=plan.rule, k=sample.target.image)]
+
+
+def locate_step(sample: Sample, plan: Plan, opts: TrajectoryOptions) -> list[str]:
+    """(d): the target's box in the target image."""
+    the_label = f"the {plan.target.label}" if plan.target is not None else "the object"
+    box = box_text(sample.target.bbox, sample.target_size(), opts.coords)
+    template = pick(LOCATE, sample.id, "locate")
+    k = sample.target.image
+    return [template.format(k=k, the_label=the_label, The_label=the_label[0].upper() + the_label[1:], box=box)]
+
+
+def template_think(sample: Sample, opts: TrajectoryOptions) -> str:
+    """The reasoning of a template trajectory: steps (a)-(d), those the annotations allow."""
+    plan = make_plan(sample)
+    parts = summary_step(sample, opts) + reference_step(sample, plan, opts)
+    parts += decide_step(sample, plan) + locate_step(sample, plan, opts)
+    return " ".join(parts)
+
+
+def template_completion(sample: Sample, opts: TrajectoryOptions) -> str:
+    """The whole completion text: ``<think>...</think><answer>{...}</answer>``."""
+    box = format_box(sample.target.bbox, sample.target_size(), opts.coords)
+    return render_answer(sample.target.image, box, think=template_think(sample, opts))
+
+
+# ----- verification (shared with teacher mode) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a trajectory was not kept: a short ``kind`` to count by and the ``detail``."""
+
+    kind: str
+    detail: str
+
+
+def names_image(text: str, k: int) -> bool:
+    """True when ``text`` says "image k" (any case), not as part of "image 12" for k = 1.
+
+    >>> names_image("So it is Image 2.", 2), names_image("see image 21", 2), names_image("the image2", 2)
+    (True, False, False)
+    """
+    low, needle = text.lower(), f"image {k}"
+    start = low.find(needle)
+    while start != -1:
+        end = start + len(needle)
+        before_ok = start == 0 or not low[start - 1].isalnum()
+        if before_ok and (end == len(low) or not low[end].isdigit()):
+            return True
+        start = low.find(needle, start + 1)
+    return False
+
+
+def check_trajectory(sample: Sample, text: str, space: CoordSpace) -> Rejection | None:
+    """Verify a completion against the annotations; ``None`` when it may be kept.
+
+    The answer must pass the strict format check, name the target image, reach IoU >= 0.5 (original
+    pixels, the box clipped to the image) and the reasoning must name that image as "image k".
+    """
+    try:
+        answer = check_strict(text, sample.num_images)
+    except AnswerError as exc:
+        return Rejection("format", str(exc))
+    k = sample.target.image
+    if answer.image != k:
+        return Rejection("wrong image", f"answered image {answer.image}, the target is image {k}")
+    size = sample.target_size()
+    value = iou(clip_box(space.to_pixels(answer.bbox, size), size), sample.target.bbox)
+    if value < MIN_IOU:
+        return Rejection("low iou", f"IoU {value:.2f} < {MIN_IOU}")
+    if not names_image(think_block(text), k):
+        return Rejection("reasoning", f'the reasoning never names "image {k}"')
+    return None
+
+
+# ----- rows and files ------------------------------------------------------------------------------
+
+
+def image_paths(sample: Sample, root: Path, out: Path) -> list[str]:
+    """The sample's image paths relative to the output folder (which may be anywhere)."""
+    out_abs = os.path.abspath(out)
+    return [os.path.relpath(os.path.abspath(root / rel), out_abs) for rel in sample.images]
+
+
+def _plain(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def sft_row(sample: Sample, images: list[str], coords: str, text: str) -> dict[str, Any]:
+    """One ``sft.jsonl`` row: the prompt conversation and one assistant message."""
+    return {
+        "id": sample.id,
+        "task": sample.task,
+        "images": images,
+        "prompt": user_message(sample.question, sample.num_images, coords),
+        "completion": [{"role": "assistant", "content": [{"type": "text", "text": text}]}],
+    }
+
+
+def rl_row(sample: Sample, images: list[str], coords: str) -> dict[str, Any]:
+    """One ``rl.jsonl`` row: the prompt and what the rewards need (target in original pixels)."""
+    return {
+        "id": sample.id,
+        "task": sample.task,
+        "images": images,
+        "prompt": user_message(sample.question, sample.num_images, coords),
+        "target_image": sample.target.image,
+        "target_box": [_plain(v) for v in sample.target.bbox],
+        "image_sizes": [list(s) for s in sample.image_sizes],
+    }
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows atomically (a temporary file, then rename): a failed run leaves the old file intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    tmp.replace(path)
+    return count
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def annotation_gaps(samples: Sequence[Sample]) -> dict[str, int]:
+    """How many samples lack object-level and image-level annotations."""
+    return {
+        "without objects": sum(1 for s in samples if s.objects is None),
+        "without image_notes": sum(1 for s in samples if s.image_notes is None),
+    }
+
+
+def warn_gaps(gaps: dict[str, int], total: int, warn: Warn) -> None:
+    """Say once per kind of gap how many samples get the shorter trajectory."""
+    for what, n in gaps.items():
+        if n:
+            warn(f"{n} of {total} sample(s) {what}: their trajectories skip what those annotations would say")
+
+
+# ----- README --------------------------------------------------------------------------------------
+
+
+@dataclass
+class BuildReport:
+    """What a run built, for the folder's README.md and the command's summary."""
+
+    mode: str
+    opts: TrajectoryOptions
+    source: Path
+    samples: list[Sample]
+    accepted: Counter = field(default_factory=Counter)  # task -> sft rows
+    rejected: dict[str, Counter] = field(default_factory=dict)  # task -> kind -> count
+    unanswered: Counter = field(default_factory=Counter)  # task -> samples the teacher never answered
+    gaps: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def reject(self, task: str, kind: str) -> None:
+        self.rejected.setdefault(task, Counter())[kind] += 1
+
+
+def _coords_text(space: CoordSpace) -> str:
+    if space.name != "resized":
+        return space.name
+    return f"resized (min_pixels {space.min_pixels}, max_pixels {space.max_pixels})"
+
+
+def _task_table(report: BuildReport) -> list[str]:
+    tasks = Counter(s.task for s in report.samples)
+    teacher = report.mode == "teacher"
+    head = "| task | samples | sft rows | rl rows |" + (" rejected | unanswered |" if teacher else "")
+    lines = [head, "|---|---:|---:|---:|" + ("---:|---:|" if teacher else "")]
+    for task in sorted(tasks):
+        row = f"| {task} | {tasks[task]} | {report.accepted[task]} | {tasks[task]} |"
+        if teacher:
+            row += f" {sum(report.rejected.get(task, Counter()).values())} | {report.unanswered[task]} |"
+        lines.append(row)
+    total = f"| **all** | {len(report.samples)} | {sum(report.accepted.values())} | {len(report.samples)} |"
+    if teacher:
+        total += f" {sum(sum(c.values()) for c in report.rejected.values())} | {sum(report.unanswered.values())} |"
+    return lines + [total]
+
+
+def _rejection_table(report: BuildReport) -> list[str]:
+    if not report.rejected:
+        return []
+    lines = ["", "## Rejections", "", "| task | reason | count |", "|---|---|---:|"]
+    for task in sorted(report.rejected):
+        for kind, n in sorted(report.rejected[task].items()):
+            lines.append(f"| {task} | {kind} | {n} |")
+    return lines
+
+
+def readme_text(report: BuildReport) -> str:
+    """The output folder's README.md: settings, counts per task and, for teacher mode, rejections."""
+    lines = [
+        "# Trajectories",
+        "",
+        f"Built by `mirg data trajectories` from `{report.source}`.",
+        "",
+        f"- mode: {report.mode}",
+        f"- coords: {_coords_text(report.opts.coords)}",
+        f"- detail: {report.opts.detail}",
+        f"- `{SFT_FILE}`: {sum(report.accepted.values())} rows; `{RL_FILE}`: {len(report.samples)} rows",
+    ]
+    lines += [f"- {n} sample(s) {what}" for what, n in report.gaps.items() if n]
+    lines += [f"- {note}" for note in report.notes]
+    lines += ["", "## Counts per task", ""] + _task_table(report) + _rejection_table(report)
+    return "\n".join(lines) + "\n"
+
+
+# ----- template mode -------------------------------------------------------------------------------
+
+
+def build_template(dataset: Dataset, out: Path, opts: TrajectoryOptions, warn: Warn = stderr_warn) -> BuildReport:
+    """Write ``sft.jsonl``, ``rl.jsonl`` and ``README.md`` for every sample, offline and deterministic."""
+    report = BuildReport("template", opts, dataset.manifest, dataset.samples, gaps=annotation_gaps(dataset.samples))
+    warn_gaps(report.gaps, len(dataset.samples), warn)
+    sft, rl = [], []
+    lost = 0
+    for sample in dataset.samples:
+        paths = image_paths(sample, dataset.root, out)
+        text = template_completion(sample, opts)
+        if check_trajectory(sample, text, opts.coords) is not None:
+            lost += 1  # only rounding of a very small box in a coarse space can do this
+        sft.append(sft_row(sample, paths, opts.coords.name, text))
+        rl.append(rl_row(sample, paths, opts.coords.name))
+        report.accepted[sample.task] += 1
+    if lost:
+        report.notes.append(f"{lost} answer(s) reach IoU < {MIN_IOU} after rounding to {opts.coords.name}")
+        warn(report.notes[-1] + " (boxes too small for that coordinate space)")
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / SFT_FILE, sft)
+    write_jsonl(out / RL_FILE, rl)
+    write_text(out / README_FILE, readme_text(report))
+    return report

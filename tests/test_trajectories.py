@@ -1,0 +1,332 @@
+"""Template trajectories: exact file formats, determinism, perfect scores in every coordinate space,
+shorter trajectories without annotations, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from mirg.answer import check_strict, parse_answer, think_block
+from mirg.cli import main
+from mirg.data.trajectories import (
+    INTRO, LOCATE, SOUGHT, SUMMARY, TrajectoryOptions, box_text, format_box, load_dataset, names_image,
+    template_completion,
+)
+from mirg.geometry import CoordSpace, iou
+from mirg.prompts import user_message
+from mirg.schema import read_manifest
+from mirg.score_files import score_files
+
+SIZES = [(96, 64), (80, 80), (200, 150), (333, 217), (64, 120)]
+COLORS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 170, 60), "orange": (250, 150, 20)}
+SHAPES = ["circle", "square", "triangle"]
+TASKS = ["common_object", "spot_diff", "group_grounding"]
+
+
+def _random_box(rng: random.Random, size: tuple[int, int]) -> list[int]:
+    w, h = size
+    bw, bh = rng.randint(6, max(7, w // 3)), rng.randint(6, max(7, h // 3))
+    x1, y1 = rng.randint(0, w - bw), rng.randint(0, h - bh)
+    return [x1, y1, x1 + bw, y1 + bh]
+
+
+def _image_objects(rng: random.Random, size: tuple[int, int]) -> list[dict]:
+    objects = []
+    for _ in range(rng.randint(1, 3)):
+        color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
+        attrs = {"color": color, "shape": shape, "size": rng.choice(["small", "large"])}
+        objects.append({"label": f"{color} {shape}", "bbox": _random_box(rng, size), "attributes": attrs})
+    return objects
+
+
+def _draw(path: Path, size: tuple[int, int], objects: list[dict]) -> None:
+    img = Image.new("RGB", size, (235, 235, 235))
+    draw = ImageDraw.Draw(img)
+    for obj in objects:
+        draw.rectangle(obj["bbox"], fill=COLORS[obj["attributes"]["color"]])
+    img.save(path)
+
+
+def _record(rng: random.Random, i: int, root: Path) -> dict:
+    n = rng.randint(2, 4)
+    sizes = [rng.choice(SIZES) for _ in range(n)]
+    objects = [_image_objects(rng, s) for s in sizes]
+    images = []
+    for k, (size, objs) in enumerate(zip(sizes, objects), start=1):
+        rel = f"images/{i:03d}_{k}.png"
+        _draw(root / rel, size, objs)
+        images.append(rel)
+    t = rng.randint(1, n)
+    j = rng.randrange(len(objects[t - 1]))
+    target_obj = objects[t - 1][j]
+    ref_image = rng.choice([k for k in range(1, n + 1) if k != t])
+    hints = {"target_object": j, "reference": {"image": ref_image, "object": 0},
+             "rule": f"Only image {t} holds an object like the reference."}
+    if i % 3 == 2:
+        hints = None  # the fallbacks: best-matching object, no reference, the question restated
+    record = {
+        "id": f"s{i:03d}", "task": TASKS[i % len(TASKS)], "images": images,
+        "image_sizes": [list(s) for s in sizes],
+        "question": f"Which image has the {target_obj['label']} like the one in image {ref_image}? Locate it.",
+        "target": {"image": t, "bbox": target_obj["bbox"]},
+        "objects": objects,
+        "image_notes": [" and ".join(o["label"] for o in objs) for objs in objects],
+    }
+    if hints is not None:
+        record["hints"] = hints
+    return record
+
+
+def write_dataset(root: Path, n: int = 12, bare: bool = False, seed: int = 0) -> Path:
+    """A dataset folder with real PNGs; ``bare`` drops objects, image_notes and hints."""
+    rng = random.Random(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    records = [_record(rng, i, root) for i in range(n)]
+    if bare:
+        for r in records:
+            for key in ("objects", "image_notes", "hints"):
+                r.pop(key, None)
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return root
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def completion_text(row: dict) -> str:
+    return row["completion"][0]["content"][0]["text"]
+
+
+def score_rows(data: Path, out: Path, space: CoordSpace) -> dict:
+    preds = out / "predictions.jsonl"
+    preds.write_text("".join(
+        json.dumps({"id": r["id"], "response": completion_text(r)}) + "\n" for r in read_jsonl(out / "sft.jsonl")
+    ))
+    metrics, _ = score_files(data, [preds], space)
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("data") / "ds", n=18)
+
+
+@pytest.mark.parametrize(
+    "coords,extra",
+    [("pixel", []), ("norm1000", []), ("norm1", []), ("resized", ["--max-pixels", "20000", "--min-pixels", "3136"])],
+)
+@pytest.mark.parametrize("detail", ["brief", "full"])
+def test_template_answers_score_perfectly(dataset, tmp_path, coords, extra, detail):
+    out = tmp_path / "out"
+    argv = ["data", "trajectories", "--data", str(dataset), "--out", str(out), "--coords", coords, "--detail", detail]
+    assert main(argv + extra) == 0
+    space = CoordSpace(coords, 3136, 20000) if coords == "resized" else CoordSpace(coords)
+    metrics = score_rows(dataset, out, space)
+    assert set(metrics["tasks"]) == set(TASKS)
+    for task, m in metrics["tasks"].items():
+        assert m["acc@0.5"] == 1.0, task
+        assert m["image_acc"] == 1.0, task
+        assert m["format_rate"] == 1.0, task
+
+
+def test_files_have_the_exact_formats(dataset, tmp_path):
+    out = tmp_path / "deep" / "out"
+    assert main(["data", "trajectories", "--data", str(dataset), "--out", str(out), "--coords", "norm1000"]) == 0
+    samples = {s.id: s for s in read_manifest(dataset)}
+    sft, rl = read_jsonl(out / "sft.jsonl"), read_jsonl(out / "rl.jsonl")
+    assert [r["id"] for r in sft] == [r["id"] for r in rl] == list(samples)
+    for row, rl_row in zip(sft, rl):
+        s = samples[row["id"]]
+        assert set(row) == {"id", "task", "images", "prompt", "completion"}
+        assert row["prompt"] == rl_row["prompt"] == user_message(s.question, s.num_images, "norm1000")
+        assert row["images"] == rl_row["images"]
+        for rel, size in zip(row["images"], s.image_sizes):
+            assert not Path(rel).is_absolute()
+            with Image.open(out / rel) as img:
+                assert img.size == tuple(size)
+        assert len(row["completion"]) == 1 and row["completion"][0]["role"] == "assistant"
+        check_strict(completion_text(row), s.num_images)
+        assert set(rl_row) == {"id", "task", "images", "prompt", "target_image", "target_box", "image_sizes"}
+        assert rl_row["target_image"] == s.target.image and rl_row["task"] == s.task
+        assert rl_row["target_box"] == list(s.target.bbox)
+        assert rl_row["image_sizes"] == [list(z) for z in s.image_sizes]
+    readme = (out / "README.md").read_text()
+    assert "mode: template" in readme and "coords: norm1000" in readme and "detail: brief" in readme
+    for task in TASKS:
+        n = sum(1 for s in samples.values() if s.task == task)
+        assert f"| {task} | {n} | {n} | {n} |" in readme
+
+
+def test_determinism(dataset, tmp_path):
+    for name in ("a", "b"):
+        assert main(["data", "trajectories", "--data", str(dataset), "--out", str(tmp_path / name), "--detail", "full"]) == 0
+    for f in ("sft.jsonl", "rl.jsonl", "README.md"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+
+
+def test_reasoning_follows_the_steps(dataset):
+    samples = read_manifest(dataset)
+    opts = TrajectoryOptions(CoordSpace("pixel"), "brief")
+    for s in samples:
+        think = think_block(template_completion(s, opts))
+        k = s.target.image
+        assert names_image(think, k)
+        for i, note in enumerate(s.image_notes, start=1):  # (a) every image summed up from its note
+            assert f"image {i}" in think.lower() and note in think
+        hints = s.extra.get("hints")
+        if hints:  # (b) the reference and its attributes, (c) the rule
+            ref = s.objects[hints["reference"]["image"] - 1][hints["reference"]["object"]]
+            assert ref.label in think and f"color {ref.attributes['color']}" in think
+            assert hints["rule"] in think
+        else:
+            assert s.question in think
+        assert box_text(s.target.bbox, s.target_size(), opts.coords) in think  # (d)
+
+
+def test_full_detail_lists_every_object_in_the_coordinate_space(dataset):
+    opts = TrajectoryOptions(CoordSpace("norm1"), "full")
+    brief = TrajectoryOptions(CoordSpace("norm1"), "brief")
+    for s in read_manifest(dataset):
+        think = think_block(template_completion(s, opts))
+        short = think_block(template_completion(s, brief))
+        for objs, size in zip(s.objects, s.image_sizes):
+            for o in objs:
+                text = box_text(o.bbox, size, opts.coords)
+                assert f"{o.label} {text}" in think
+        assert len(short) < len(think)
+
+
+def test_phrasings_vary_between_samples(dataset):
+    samples = read_manifest(dataset)
+    opts = TrajectoryOptions()
+    thinks = [think_block(template_completion(s, opts)) for s in samples]
+    used_summary = {t for t in SUMMARY if any(t.split("{")[0] and t.split("{")[0] in x for x in thinks)}
+    used_locate = {t for t in LOCATE if any(t.format(k=1, the_label="", The_label="", box="")[:8] in x for x in thinks)}
+    assert len(used_summary) >= 2 and len(used_locate) >= 2
+
+
+def test_missing_annotations_give_shorter_trajectories(tmp_path, capsys):
+    data = write_dataset(tmp_path / "bare", n=9, bare=True)
+    out = tmp_path / "out"
+    assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "full"]) == 0
+    err = capsys.readouterr().err
+    assert "9 of 9 sample(s) without objects" in err and "9 of 9 sample(s) without image_notes" in err
+    assert err.count("warning") == 2
+    metrics = score_rows(data, out, CoordSpace("pixel"))
+    assert all(m["acc@0.5"] == 1.0 and m["image_acc"] == 1.0 for m in metrics["tasks"].values())
+    for row in read_jsonl(out / "sft.jsonl"):  # only (c) and (d): no summaries, no reference
+        think = think_block(completion_text(row))
+        assert think.startswith("The question says: ") and not any(p.split("{")[0] in think for p in INTRO + SOUGHT)
+    assert "9 sample(s) without objects" in (out / "README.md").read_text()
+
+
+def test_notes_missing_but_objects_present(tmp_path):
+    data = write_dataset(tmp_path / "d", n=3)
+    lines = [json.loads(x) for x in (data / "manifest.jsonl").read_text().splitlines()]
+    for r in lines:
+        del r["image_notes"]
+    (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    s = read_manifest(data)[0]
+    think = think_block(template_completion(s, TrajectoryOptions()))
+    for k, objs in enumerate(s.objects, start=1):
+        assert f"image {k}" in think.lower() and objs[0].label in think
+
+
+def test_target_falls_back_to_best_overlapping_object(tmp_path):
+    data = write_dataset(tmp_path / "d", n=3)
+    s = read_manifest(data)[2]  # written without hints
+    assert "hints" not in s.extra
+    think = think_block(template_completion(s, TrajectoryOptions()))
+    best = max(s.objects[s.target.image - 1], key=lambda o: iou(o.bbox, s.target.bbox))
+    assert f"the {best.label}" in think
+
+
+def test_collapsed_boxes_are_widened():
+    space = CoordSpace("norm1000")
+    assert format_box((99.9, 10, 100.0, 10.2), (100, 5000), space) == [999, 2, 1000, 3]
+    assert format_box((0, 0, 0.2, 0.2), (1000, 1000), CoordSpace("norm1")) == [0.0, 0.0, 0.001, 0.001]
+    assert format_box((10.2, 3.6, 40.4, 20.5), (64, 64), CoordSpace("pixel")) == [10, 4, 40, 20]
+
+
+def test_hints_naming_no_object_are_an_error(tmp_path, capsys):
+    data = write_dataset(tmp_path / "d", n=2)
+    lines = [json.loads(x) for x in (data / "manifest.jsonl").read_text().splitlines()]
+    lines[0]["hints"]["target_object"] = 7
+    (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert main(["data", "trajectories", "--data", str(data), "--out", str(tmp_path / "o")]) == 2
+    assert "hints.target_object names no annotated object" in capsys.readouterr().err
+
+
+def _break_and_run(tmp_path, capsys, breaker) -> tuple[int, str, Path]:
+    data = write_dataset(tmp_path / "d", n=4)
+    out = tmp_path / "out"
+    assert main(["data", "trajectories", "--data", str(data), "--out", str(out)]) == 0
+    before = {f: (out / f).read_bytes() for f in ("sft.jsonl", "rl.jsonl", "README.md")}
+    breaker(data)
+    capsys.readouterr()
+    rc = main(["data", "trajectories", "--data", str(data), "--out", str(out), "--coords", "norm1000"])
+    assert {f: (out / f).read_bytes() for f in before} == before  # nothing already written is lost
+    return rc, capsys.readouterr().err, data
+
+
+def test_missing_image_is_a_clear_error(tmp_path, capsys):
+    rc, err, data = _break_and_run(tmp_path, capsys, lambda d: (d / "images" / "001_2.png").unlink())
+    assert rc == 2 and "Traceback" not in err
+    assert "s001: images[1]:" in err and "does not exist" in err
+
+
+def test_unreadable_image_and_wrong_size_are_listed(tmp_path, capsys):
+    def breaker(d: Path) -> None:
+        (d / "images" / "000_1.png").write_bytes(b"not a png")
+        for name in ("002_1.png", "003_1.png"):
+            with Image.open(d / "images" / name) as img:
+                img.resize((img.width + 1, img.height)).save(d / "images" / name)
+
+    rc, err, _ = _break_and_run(tmp_path, capsys, breaker)
+    assert rc == 2 and "3 problem(s) with the image files" in err
+    assert "not a readable image" in err and "manifest says" in err
+
+
+def test_out_must_not_be_the_dataset_folder(tmp_path, capsys):
+    data = write_dataset(tmp_path / "d", n=2)
+    card = (data / "README.md")
+    card.write_text("dataset card")
+    assert main(["data", "trajectories", "--data", str(data), "--out", str(data)]) == 2
+    assert "is the dataset folder" in capsys.readouterr().err
+    assert card.read_text() == "dataset card"
+
+
+def test_answers_parse_back_to_the_manifest_box(dataset):
+    opts = TrajectoryOptions(CoordSpace("pixel"))
+    for s in read_manifest(dataset):
+        answer = parse_answer(template_completion(s, opts), s.num_images)
+        assert answer.image == s.target.image and answer.bbox == s.target.bbox
+
+
+def test_load_dataset_needs_samples(tmp_path):
+    (tmp_path / "manifest.jsonl").write_text("")
+    from mirg.errors import MirgError
+
+    with pytest.raises(MirgError, match="no samples"):
+        load_dataset(tmp_path)
+
+
+def test_synth_output_scores_perfectly(tmp_path):
+    """Over the synthetic generator's ten families, in three coordinate spaces."""
+    pytest.importorskip("mirg.data.synth")
+    data = tmp_path / "synth"
+    assert main(["data", "synth", "--out", str(data), "--n", "40", "--seed", "3"]) == 0
+    for coords, extra in [("pixel", []), ("norm1000", []), ("resized", ["--max-pixels", "40000"])]:
+        out = tmp_path / f"traj_{coords}"
+        assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--coords", coords,
+                     "--detail", "full"] + extra) == 0
+        space = CoordSpace(coords, max_pixels=40000) if coords == "resized" else CoordSpace(coords)
+        metrics = score_rows(data, out, space)
+        assert len(metrics["tasks"]) == 10
+        for task, m in metrics["tasks"].items():
+            assert (m["acc@0.5"], m["image_acc"]) == (1.0, 1.0), (coords, task)
