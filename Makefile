@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
+
+# Headless Chromium for the HTML report test (Debian's package; the test is skipped, saying why, where
+# it can't be installed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get install -y -q chromium >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
+		|| echo "note: could not install chromium; the HTML report browser test will be skipped"
 
 PARITY := ../shared/parity/mig-bench
 

@@ -1,0 +1,60 @@
+"""`mirg eval` as a library call: generate (resumable), score, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mirg.errors import MirgError
+from mirg.eval.generate import GenerationSettings, generate_predictions
+from mirg.geometry import CoordSpace
+from mirg.predictions import read_predictions_jsonl
+from mirg.schema import Sample, check_image_files, manifest_path, read_manifest
+from mirg.score_files import write_outputs
+from mirg.scoring import score_response, summarize
+
+
+def load_eval_data(data: str | Path, limit: int | None) -> tuple[list[Sample], Path]:
+    """The samples to evaluate (the first ``limit`` if given) and the folder their image paths start from."""
+    path = manifest_path(data)
+    samples = read_manifest(path)
+    if limit is not None:
+        if limit < 1:
+            raise MirgError("--limit must be at least 1")
+        samples = samples[:limit]
+    problems = check_image_files(samples, path.parent)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise MirgError("; ".join(problems[:3]) + more)
+    return samples, path.parent
+
+
+def score_run(samples: list[Sample], predictions: Path, space: CoordSpace) -> tuple[dict[str, Any], list]:
+    responses = read_predictions_jsonl(predictions)
+    scores = [score_response(s, responses.get(s.id, ""), space) for s in samples]
+    metrics = summarize(scores)
+    metrics["overall"]["missing_predictions"] = sum(1 for s in samples if s.id not in responses)
+    return metrics, scores
+
+
+def evaluate(model: str | Path, data: str | Path, out: str | Path, settings: GenerationSettings,
+             limit: int | None = None, coords: str | None = None, title: str | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Generate predictions for ``data`` with ``model`` into ``out``, then write metrics and the report."""
+    from mirg.eval.report import write_report
+    from mirg.models.registry import adapter_for, resolve_model_path
+
+    model_dir = resolve_model_path(model)
+    adapter = adapter_for(model_dir)
+    samples, root = load_eval_data(data, limit)
+    out = Path(out)
+    generate_predictions(model_dir, samples, root, out / "predictions.jsonl", settings, progress)
+    space = CoordSpace(coords, adapter.min_pixels, adapter.max_pixels) if coords else adapter.coord_space()
+    metrics, scores = score_run(samples, out / "predictions.jsonl", space)
+    metrics["overall"].update({"model": str(model), "data": str(data), "coords": space.name})
+    write_outputs(metrics, scores, out / "metrics.json", out / "per_sample.jsonl")
+    notes = [f"model: {model} ({adapter.family}, boxes read as {space.name}); data: {data}; {len(samples)} samples"]
+    write_report(out, title or f"Evaluation of {Path(str(model)).name}", samples, scores, metrics, root,
+                 model_dir=model_dir, notes=notes)
+    return metrics
