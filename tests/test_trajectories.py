@@ -318,9 +318,9 @@ def test_load_dataset_needs_samples(tmp_path):
 
 def test_synth_output_scores_perfectly(tmp_path):
     """Over the synthetic generator's ten families, in three coordinate spaces."""
-    pytest.importorskip("mirg.data.synth")
+    synth = pytest.importorskip("mirg.data.synth")
     data = tmp_path / "synth"
-    assert main(["data", "synth", "--out", str(data), "--n", "40", "--seed", "3"]) == 0
+    synth.write_dataset(synth.SynthConfig(n=40, seed=3), data)
     for coords, extra in [("pixel", []), ("norm1000", []), ("resized", ["--max-pixels", "40000"])]:
         out = tmp_path / f"traj_{coords}"
         assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--coords", coords,

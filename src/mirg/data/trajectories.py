@@ -189,6 +189,10 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def restated_rule(sample: Sample) -> str:
     """The fallback "why" when no rule is annotated: the question itself."""
     return f"The question says: {_sentence(sample.question)}"
@@ -208,7 +212,7 @@ def make_plan(sample: Sample) -> Plan:
     if isinstance(ref, dict) and sample.objects is not None:
         reference = Reference(ref.get("image"), _object_at(sample, ref.get("image"), ref.get("object"), "reference"))
     rule = hints.get("rule")
-    rule = _sentence(rule) if isinstance(rule, str) and rule.strip() else restated_rule(sample)
+    rule = _capitalized(_sentence(rule)) if isinstance(rule, str) and rule.strip() else restated_rule(sample)
     return Plan(target=target, reference=reference, rule=rule)
 
 
