@@ -329,3 +329,21 @@ def test_teacher_needs_endpoint_and_model(tmp_path, capsys):
 def test_config_rejects_nonsense():
     with pytest.raises(MirgError, match="--timeout must be positive"):
         TeacherConfig(base_url="http://127.0.0.1/v1", model="m", timeout=0)
+
+
+def test_short_placeholder_key_is_sent_and_leaves_replies_intact(tmp_path, serve, monkeypatch):
+    monkeypatch.setenv("MIRG_TEST_KEY", "k")  # like vLLM's "EMPTY": a placeholder, not a secret
+    data = tagged_dataset(tmp_path / "d", 3)
+    script = Script(data)
+    out = tmp_path / "out"
+    assert main(teacher_argv(data, out, serve(script))) == 0
+    assert len(read_jsonl(out / "sft.jsonl")) == 3 and script.auth == {"Bearer k"}
+
+
+def test_no_key_sends_no_authorization(tmp_path, serve, monkeypatch, capsys):
+    monkeypatch.delenv("MIRG_TEST_KEY", raising=False)
+    data = tagged_dataset(tmp_path / "d", 2)
+    script = Script(data)
+    assert main(teacher_argv(data, tmp_path / "out", serve(script))) == 0
+    assert script.auth == {""}
+    assert "$MIRG_TEST_KEY is not set" in capsys.readouterr().err

@@ -485,8 +485,17 @@ async def teach_all(session: Session, samples: list[Sample], record: Callable[[O
         await asyncio.gather(*workers, return_exceptions=True)
 
 
-def _redactor(key: str | None) -> Callable[[str], str]:
-    if not key:
+#: Keys shorter than this are placeholders (vLLM's "EMPTY"), not secrets; blanking them would garble replies.
+MIN_SECRET_LEN = 12
+
+
+def redactor(key: str | None) -> Callable[[str], str]:
+    """A function that blanks the API key out of any text that could be shown or written.
+
+    >>> redactor("sk-0123456789abcdef")("echo sk-0123456789abcdef"), redactor("EMPTY")("EMPTY <think>")
+    ('echo ***', 'EMPTY <think>')
+    """
+    if not key or len(key) < MIN_SECRET_LEN:
         return lambda text: text
     return lambda text: text.replace(key, "***")
 
@@ -498,7 +507,7 @@ async def _run(dataset: Dataset, out: Path, opts: TrajectoryOptions, cfg: Teache
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     limits = httpx2.Limits(max_connections=cfg.concurrency)
     async with httpx2.AsyncClient(timeout=cfg.timeout, limits=limits) as client:
-        session = Session(cfg, opts, dataset.root, cache, client, headers, _redactor(key))
+        session = Session(cfg, opts, dataset.root, cache, client, headers, redactor(key))
         await teach_all(session, dataset.samples, outputs.record)
     return session
 
