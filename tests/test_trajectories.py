@@ -164,7 +164,8 @@ def test_files_have_the_exact_formats(dataset, tmp_path):
 
 def test_determinism(dataset, tmp_path):
     for name in ("a", "b"):
-        assert main(["data", "trajectories", "--data", str(dataset), "--out", str(tmp_path / name), "--detail", "full"]) == 0
+        argv = ["data", "trajectories", "--data", str(dataset), "--out", str(tmp_path / name), "--detail", "full"]
+        assert main(argv) == 0
     for f in ("sft.jsonl", "rl.jsonl", "README.md"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
 

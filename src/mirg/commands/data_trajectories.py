@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["template", "teacher"], default="template", help="default: template")
     p.add_argument("--detail", choices=["brief", "full"], default="brief",
                    help="brief: reference and target only; full: every object of every image with its box")
-    p.add_argument("--coords", choices=SPACES, default="pixel", help="coordinate space of boxes in the text (default: pixel)")
+    p.add_argument("--coords", choices=SPACES, default="pixel",
+                   help="coordinate space of boxes in the text (default: pixel)")
     p.add_argument("--min-pixels", type=int, default=QWEN_MIN_PIXELS, metavar="N",
                    help=f"resized space: processor min_pixels (default {QWEN_MIN_PIXELS})")
     p.add_argument("--max-pixels", type=int, default=QWEN_MAX_PIXELS, metavar="N",

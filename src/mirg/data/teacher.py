@@ -351,7 +351,8 @@ async def post_chat(session: Session, payload: dict[str, Any]) -> Reply:
             if response.status_code == 200:
                 return read_reply(response)
             if response.status_code != 429 and response.status_code < 500:
-                raise TeacherStop(f"the endpoint answered HTTP {response.status_code}: {session.redact(_snippet(response))}")
+                said = session.redact(_snippet(response))
+                raise TeacherStop(f"the endpoint answered HTTP {response.status_code}: {said}")
             problem, asked = f"HTTP {response.status_code}", retry_after(response)
         if retry < cfg.http_retries:
             await asyncio.sleep(backoff_delay(cfg, retry, asked))
@@ -526,7 +527,8 @@ def run_teacher(
     report.notes.append(f"teacher: model `{cfg.model}` at {cfg.base_url}, up to {cfg.max_attempts} replies per sample")
     warn_gaps(report.gaps, len(dataset.samples), warn)
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / RL_FILE, [rl_row(s, image_paths(s, dataset.root, out), opts.coords.name) for s in dataset.samples])
+    rl = [rl_row(s, image_paths(s, dataset.root, out), opts.coords.name) for s in dataset.samples]
+    write_jsonl(out / RL_FILE, rl)
     cache = ReplyCache(out / CACHE_FILE)
     if cache.damaged:
         warn(f"{cache.damaged} damaged line(s) in {CACHE_FILE} skipped (a run was cut off while writing)")
