@@ -1,0 +1,130 @@
+"""The dataset card of a synthetic dataset: ``README.md`` with counts, balance tables and one example
+picture per task (``examples/<task>.png``: the sample's images side by side, the target boxed)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mirg.data.synth_scene import BACKGROUNDS, COLORS, SHAPES
+
+if TYPE_CHECKING:
+    from mirg.data.synth import SynthConfig
+    from mirg.schema import Sample
+
+TILE = 224
+TARGET_RGB = (255, 0, 255)
+GAP = 8
+HEADER = 16
+
+
+def command_line(cfg: "SynthConfig") -> str:
+    """The options that made the dataset (``--out`` and ``--workers`` don't change it)."""
+    return (
+        f"mirg data synth --out DIR --n {cfg.n} --seed {cfg.seed} --image-size {cfg.image_size} "
+        f"--min-images {cfg.min_images} --max-images {cfg.max_images} --tasks {','.join(cfg.tasks)} "
+        f"--id-prefix {cfg.id_prefix}"
+    )
+
+
+def example_picture(sample: "Sample", root: Path, path: Path) -> None:
+    """The images of ``sample`` in a row, each titled ``Image k``, the target box drawn in magenta."""
+    from PIL import Image, ImageDraw
+
+    tiles = []
+    for rel, (w, h) in zip(sample.images, sample.image_sizes):
+        with Image.open(root / rel) as img:
+            scale = min(1.0, TILE / max(w, h))
+            tiles.append((img.convert("RGB").resize((round(w * scale), round(h * scale))), scale))
+    width = sum(t.width for t, _ in tiles) + GAP * (len(tiles) + 1)
+    height = max(t.height for t, _ in tiles) + HEADER + 2 * GAP
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = GAP
+    for k, (tile, scale) in enumerate(tiles, start=1):
+        canvas.paste(tile, (x, HEADER + GAP))
+        draw.text((x, 2), f"Image {k}" + (" (target)" if k == sample.target.image else ""), fill=(0, 0, 0))
+        if k == sample.target.image:
+            x1, y1, x2, y2 = (v * scale for v in sample.target.bbox)
+            top = HEADER + GAP
+            draw.rectangle([x + x1 - 2, top + y1 - 2, x + x2 + 1, top + y2 + 1], outline=TARGET_RGB, width=2)
+        x += tile.width + GAP
+    canvas.save(path, format="PNG", compress_level=6)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _position_rows(samples: list["Sample"], most: int) -> list[list]:
+    counts = Counter((s.task, s.num_images, s.target.image) for s in samples)
+    groups = sorted({(s.task, s.num_images) for s in samples})
+    return [[task, n] + [counts.get((task, n, k), "") if k <= n else "" for k in range(1, most + 1)]
+            for task, n in groups]
+
+
+def _example_lines(sample: "Sample") -> list[str]:
+    box = [int(v) for v in sample.target.bbox]
+    rule = sample.extra.get("hints", {}).get("rule", "")
+    return [
+        f"### {sample.task}",
+        "",
+        f"`{sample.id}`, {sample.num_images} images. **Q:** {sample.question}",
+        "",
+        f"**A:** image {sample.target.image}, box {box} — {rule}.",
+        "",
+        f"![{sample.task}](examples/{sample.task}.png)",
+        "",
+    ]
+
+
+def write_card(cfg: "SynthConfig", out: Path, samples: list["Sample"]) -> None:
+    """Write ``out/README.md`` and ``out/examples/<task>.png`` for ``samples`` (already on disk)."""
+    examples = out / "examples"
+    examples.mkdir(exist_ok=True)
+    first: dict[str, "Sample"] = {}
+    for s in samples:
+        first.setdefault(s.task, s)
+    for task, sample in first.items():
+        example_picture(sample, out, examples / f"{task}.png")
+    tasks = Counter(s.task for s in samples)
+    per_images = Counter(s.num_images for s in samples)
+    most = max(per_images)
+    lines = [
+        "# Synthetic multi-image grounding benchmark",
+        "",
+        f"{len(samples)} samples, {sum(per_images[k] * k for k in per_images)} images of "
+        f"{cfg.image_size}x{cfg.image_size} px, made by:",
+        "",
+        f"    {command_line(cfg)}",
+        "",
+        f"Filled shapes ({', '.join(SHAPES)}) in {len(COLORS)} colours ({', '.join(COLORS)}), small or large, on "
+        f"plain {', '.join(BACKGROUNDS)} backgrounds. Every image carries object annotations (label, colour, "
+        "shape, size, pixel box) and a note; each record's `hints` names the target object, the reference "
+        "object (if any) and the rule that makes the target image the right one. Marked objects are outlined in "
+        "black (outlines are not objects). Every answer is unique: nothing else in the target image matches "
+        "the question. Boxes are `[x1, y1, x2, y2]` in pixels.",
+        "",
+        "## Samples per task",
+        "",
+        *_table(["task", "samples"], [[t, tasks[t]] for t in cfg.tasks if t in tasks]),
+        "## Images per sample",
+        "",
+        *_table(["images", "samples"], [[k, per_images[k]] for k in sorted(per_images)]),
+        "## Target image position",
+        "",
+        "Samples per target image, for each task and number of images (balanced within each row).",
+        "",
+        *_table(["task", "images", *[str(k) for k in range(1, most + 1)]], _position_rows(samples, most)),
+        "## Examples",
+        "",
+        "The first sample of each task; the target is boxed in magenta.",
+        "",
+    ]
+    for task in cfg.tasks:
+        if task in first:
+            lines += _example_lines(first[task])
+    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
