@@ -1,0 +1,184 @@
+"""What every model family must tell the rest of mirg: processor, prompt, coordinate space, pixel limits.
+
+Rewards, scoring, training and evaluation ask a :class:`ModelAdapter`; nothing else knows a family's
+quirks (which processor class works without torchvision, which coordinate space its boxes are in, which
+modules form its vision tower).
+
+>>> adapter = ModelAdapter(family="demo", model_types=("demo",), coords="norm1000",
+...                        min_pixels=3136, max_pixels=50176, vision_module_prefixes=("visual",))
+>>> adapter.coord_space().name
+'norm1000'
+>>> adapter.reward_options()
+{'coords': 'norm1000', 'min_pixels': 3136, 'max_pixels': 50176}
+>>> adapter.with_pixels(max_pixels=100352).max_pixels
+100352
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mirg.errors import MirgError
+from mirg.geometry import CoordSpace
+from mirg.prompts import user_message
+
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+
+def has_torchvision() -> bool:
+    """True when torchvision imports; transformers' fast image/video processors need it."""
+    return importlib.util.find_spec("torchvision") is not None
+
+
+@dataclass(frozen=True)
+class ModelAdapter:
+    """One model family: how to load it, what it sees and which coordinates it speaks.
+
+    Subclasses implement :meth:`build_processor` and name the model class; the fields are data.
+    """
+
+    family: str
+    model_types: tuple[str, ...]
+    coords: str
+    min_pixels: int
+    max_pixels: int
+    vision_module_prefixes: tuple[str, ...]
+    description: str = ""
+
+    # -- coordinates and rewards -------------------------------------------------------------------
+    def coord_space(self) -> CoordSpace:
+        """The space this family's boxes are written in (``resized`` uses this adapter's pixel limits)."""
+        return CoordSpace(self.coords, self.min_pixels, self.max_pixels)
+
+    def reward_options(self) -> dict[str, Any]:
+        """Keyword options for :func:`mirg.rewards.build_rewards` so rewards read boxes as this family writes them."""
+        return {"coords": self.coords, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
+
+    def with_pixels(self, min_pixels: int | None = None, max_pixels: int | None = None) -> "ModelAdapter":
+        """A copy with other pixel limits (a recipe's ``min_pixels``/``max_pixels``); None keeps the current one."""
+        changed = dataclasses.replace(
+            self,
+            min_pixels=self.min_pixels if min_pixels is None else int(min_pixels),
+            max_pixels=self.max_pixels if max_pixels is None else int(max_pixels),
+        )
+        changed.coord_space()  # validates 0 < min <= max with a one-line message
+        return changed
+
+    def user_message(self, question: str, num_images: int) -> list[dict[str, Any]]:
+        """The prompt for this family: the shared prompt asking for boxes in this family's space."""
+        return user_message(question, num_images, self.coords)
+
+    # -- loading -----------------------------------------------------------------------------------
+    def for_folder(self, folder: Path) -> "ModelAdapter":
+        """This adapter with whatever the saved model folder says about it (pixel limits); default: as is."""
+        return self
+
+    def check_folder(self, path: str | Path) -> Path:
+        """Fail with one line unless ``path`` holds a model config and everything a processor needs."""
+        folder = Path(path)
+        if not (folder / "config.json").is_file():
+            raise MirgError(f"{folder}: not a model folder (no config.json)")
+        missing = []
+        if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+            missing.append("tokenizer")
+        if image_processor_config(folder) is None:
+            missing.append("image processor config")
+        if missing:
+            raise MirgError(
+                f"{folder}: model folder has no processor ({' and '.join(missing)} missing); save the processor "
+                "with the model (processor.save_pretrained) or copy its files from the base model"
+            )
+        return folder
+
+    def load_processor(self, path: str | Path, min_pixels: int | None = None, max_pixels: int | None = None):
+        """The family's processor built explicitly from ``path`` (never ``AutoProcessor``).
+
+        Without torchvision, ``AutoProcessor`` silently returns only the tokenizer; here the PIL image
+        processor is used and no video processor is loaded. ``min_pixels``/``max_pixels`` default to the
+        adapter's limits.
+        """
+        folder = self.check_folder(path)
+        limits = self.with_pixels(min_pixels, max_pixels)
+        return self.build_processor(folder, limits.min_pixels, limits.max_pixels)
+
+    def build_processor(self, folder: Path, min_pixels: int, max_pixels: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def model_class(self):  # pragma: no cover - abstract
+        """The transformers class that loads this family's weights."""
+        raise NotImplementedError
+
+    def load_model(self, path: str | Path, dtype: str = "float32"):
+        """The model in ``dtype`` (``float32``, ``bfloat16``, ``float16`` or ``auto``) from a local folder."""
+        import torch
+
+        folder = self.check_folder(path)
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype, None)
+        if torch_dtype is None:
+            raise MirgError(f"unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto")
+        return self.model_class().from_pretrained(str(folder), dtype=torch_dtype)
+
+    def vision_parameters(self, model) -> list[tuple[str, Any]]:
+        """``(name, parameter)`` of the vision tower, matched by :attr:`vision_module_prefixes`."""
+        return [
+            (name, param)
+            for name, param in model.named_parameters()
+            if any(_has_prefix(name, prefix) for prefix in self.vision_module_prefixes)
+        ]
+
+
+def _has_prefix(name: str, prefix: str) -> bool:
+    """True when the dotted parameter ``name`` contains the module path ``prefix`` (LoRA wrappers add heads)."""
+    return name.startswith(prefix + ".") or f".{prefix}." in name
+
+
+def read_chat_template(folder: Path) -> str | None:
+    """The chat template saved with a model: ``chat_template.jinja``, else the tokenizer config's, else None."""
+    jinja = folder / CHAT_TEMPLATE_FILE
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    for name in ("chat_template.json", "tokenizer_config.json"):
+        file = folder / name
+        if file.is_file():
+            template = json.loads(file.read_text(encoding="utf-8")).get("chat_template")
+            if isinstance(template, str):
+                return template
+    return None
+
+
+def read_json(file: Path) -> dict:
+    """A JSON object from ``file``; {} when the file is missing, a one-line error when it is broken."""
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MirgError(f"{file}: not valid JSON ({exc})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def image_processor_config(folder: Path) -> dict | None:
+    """The saved image processor settings: ``preprocessor_config.json`` (hub layout) or the
+    ``image_processor`` entry of ``processor_config.json`` (transformers 5 layout); None when neither."""
+    legacy = folder / "preprocessor_config.json"
+    if legacy.is_file():
+        return read_json(legacy)
+    combined = folder / "processor_config.json"
+    if combined.is_file():
+        entry = read_json(combined).get("image_processor")
+        return entry if isinstance(entry, dict) else None
+    return None
+
+
+def read_pixel_limits(folder: Path) -> tuple[int | None, int | None]:
+    """``(min_pixels, max_pixels)`` of a saved Qwen-style image processor, None where absent."""
+    config = image_processor_config(folder) or {}
+    size = config.get("size") if isinstance(config.get("size"), dict) else {}
+    low = config.get("min_pixels") or size.get("shortest_edge")
+    high = config.get("max_pixels") or size.get("longest_edge")
+    return low, high

@@ -1,0 +1,225 @@
+"""Tiny, randomly initialised vision-language models built offline from a config.
+
+``build_tiny(family, out, size, seed)`` writes a normal Hugging Face folder (weights, config, generation
+config, tokenizer, image processor, chat template) that reloads with ``from_pretrained`` and trains under
+TRL on a CPU. Sizes scale width and depth:
+
+==== ============ ========= ============ =============
+size text width   layers    vision width vision depth
+==== ============ ========= ============ =============
+xs   64           2         32           2
+s    128          2         64           2
+m    256          4         128          4
+==== ============ ========= ============ =============
+
+>>> mrope_section(32)
+[4, 6, 6]
+>>> sum(mrope_section(64)) == 64 // 2
+True
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mirg.errors import MirgError
+
+#: Images up to this many pixels keep their size in the tiny Qwen processors (224 x 224).
+TINY_MAX_PIXELS = 224 * 224
+TINY_MIN_PIXELS = 56 * 56
+#: The tiny LLaVA vision tower's input square and patch: 112 / 28 = 4 x 4 = 16 tokens per image.
+TINY_LLAVA_SIDE = 112
+TINY_LLAVA_PATCH = 28
+
+
+@dataclass(frozen=True)
+class TinySize:
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vision_hidden: int
+    vision_depth: int
+    vision_heads: int
+    #: Qwen3-VL: side of the learned absolute position grid (patch-14 grid of the typical image).
+    position_grid: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+SIZES = {
+    "xs": TinySize(hidden=64, layers=2, heads=2, kv_heads=1, vision_hidden=32, vision_depth=2, vision_heads=2,
+                   position_grid=8),
+    "s": TinySize(hidden=128, layers=2, heads=4, kv_heads=2, vision_hidden=64, vision_depth=2, vision_heads=2,
+                  position_grid=8),
+    "m": TinySize(hidden=256, layers=4, heads=4, kv_heads=2, vision_hidden=128, vision_depth=4, vision_heads=4,
+                  position_grid=16),
+}
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "llava")
+
+
+def mrope_section(head_dim: int) -> list[int]:
+    """M-RoPE split of ``head_dim / 2`` rotary frequencies into (time, height, width); sums to head_dim/2."""
+    half = head_dim // 2
+    time = half // 4
+    height = (half - time) // 2
+    return [time, height, half - time - height]
+
+
+def _text_config(size: TinySize, vocab_size: int, ids: dict[str, int], rope: dict) -> dict:
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": size.hidden,
+        "intermediate_size": size.hidden * 2,
+        "num_hidden_layers": size.layers,
+        "num_attention_heads": size.heads,
+        "num_key_value_heads": size.kv_heads,
+        "max_position_embeddings": 4096,
+        "rope_parameters": rope,
+        "bos_token_id": None,
+        "eos_token_id": ids["eos"],
+        "pad_token_id": ids["pad"],
+        "tie_word_embeddings": True,
+    }
+
+
+def _qwen_token_ids(tokenizer) -> dict[str, int]:
+    names = {"image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>",
+             "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"}
+    return {key: tokenizer.convert_tokens_to_ids(token) for key, token in names.items()}
+
+
+def qwen2_5_vl_config(size: TinySize, tokenizer, ids: dict[str, int]):
+    from transformers import Qwen2_5_VLConfig
+
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(size.head_dim)}
+    vision = {
+        "depth": size.vision_depth, "hidden_size": size.vision_hidden, "intermediate_size": size.vision_hidden * 2,
+        "num_heads": size.vision_heads, "out_hidden_size": size.hidden, "patch_size": 14, "spatial_merge_size": 2,
+        "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [size.vision_depth - 1],
+    }
+    return Qwen2_5_VLConfig(
+        text_config=_text_config(size, len(tokenizer), ids, rope), vision_config=vision,
+        **_qwen_token_ids(tokenizer), tie_word_embeddings=True,
+    )
+
+
+def qwen2_vl_config(size: TinySize, tokenizer, ids: dict[str, int]):
+    from transformers import Qwen2VLConfig
+
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(size.head_dim)}
+    vision = {
+        "depth": size.vision_depth, "embed_dim": size.vision_hidden, "hidden_size": size.hidden, "mlp_ratio": 2,
+        "num_heads": size.vision_heads, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+    }
+    return Qwen2VLConfig(
+        text_config=_text_config(size, len(tokenizer), ids, rope), vision_config=vision,
+        **_qwen_token_ids(tokenizer), tie_word_embeddings=True,
+    )
+
+
+def qwen3_vl_config(size: TinySize, tokenizer, ids: dict[str, int]):
+    """Qwen3-VL: its vision tower adds a learned absolute position grid (``position_grid`` squared)."""
+    from transformers import Qwen3VLConfig
+
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(size.head_dim),
+            "mrope_interleaved": True}
+    text = _text_config(size, len(tokenizer), ids, rope) | {"head_dim": size.head_dim}
+    vision = {
+        "depth": size.vision_depth, "hidden_size": size.vision_hidden, "intermediate_size": size.vision_hidden * 2,
+        "num_heads": size.vision_heads, "out_hidden_size": size.hidden, "patch_size": 14, "spatial_merge_size": 2,
+        "temporal_patch_size": 2, "num_position_embeddings": size.position_grid ** 2,
+        "deepstack_visual_indexes": [size.vision_depth - 1],
+    }
+    return Qwen3VLConfig(text_config=text, vision_config=vision, **_qwen_token_ids(tokenizer),
+                         tie_word_embeddings=True)
+
+
+def llava_config(size: TinySize, tokenizer, ids: dict[str, int]):
+    """LLaVA: CLIP vision tower (learned absolute positions) + a small Qwen2 language model."""
+    from transformers import LlavaConfig
+
+    side, patch = TINY_LLAVA_SIDE, TINY_LLAVA_PATCH
+    vision = {
+        "model_type": "clip_vision_model", "hidden_size": size.vision_hidden,
+        "intermediate_size": size.vision_hidden * 2, "num_hidden_layers": size.vision_depth,
+        "num_attention_heads": size.vision_heads, "image_size": side, "patch_size": patch, "projection_dim": size.hidden,
+    }
+    text = _text_config(size, len(tokenizer), ids, {"rope_type": "default", "rope_theta": 10000.0})
+    return LlavaConfig(
+        vision_config=vision, text_config={"model_type": "qwen2", **text},
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_seq_length=(side // patch) ** 2,
+        vision_feature_layer=-1, vision_feature_select_strategy="default", tie_word_embeddings=True,
+    )
+
+
+def build_processor(family: str, tokenizer):
+    """The processor a tiny model of ``family`` is saved with (PIL image processors: no torchvision needed)."""
+    import transformers
+
+    from mirg.models.processors import IMAGE_ONLY
+
+    if family == "llava":
+        image_processor = transformers.CLIPImageProcessorPil(
+            size={"height": TINY_LLAVA_SIDE, "width": TINY_LLAVA_SIDE}, do_center_crop=False,
+            crop_size={"height": TINY_LLAVA_SIDE, "width": TINY_LLAVA_SIDE},
+        )
+        return transformers.LlavaProcessor(
+            image_processor=image_processor, tokenizer=tokenizer, patch_size=TINY_LLAVA_PATCH,
+            vision_feature_select_strategy="default", num_additional_image_tokens=1,
+            chat_template=tokenizer.chat_template,
+        )
+    image_processor = transformers.Qwen2VLImageProcessorPil(
+        min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+    processor_class = {"qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen2_vl": "Qwen2VLProcessor",
+                       "qwen3_vl": "Qwen3VLProcessor"}[family]
+    return IMAGE_ONLY[processor_class](
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template
+    )
+
+
+CONFIG_BUILDERS = {
+    "qwen2_5_vl": qwen2_5_vl_config,
+    "qwen2_vl": qwen2_vl_config,
+    "qwen3_vl": qwen3_vl_config,
+    "llava": llava_config,
+}
+
+
+def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0) -> dict:
+    """Build, save and describe a tiny model of ``family``; returns a summary (params, vocab, folder)."""
+    import torch
+    from transformers import GenerationConfig
+
+    from mirg.models.registry import adapter_for
+    from mirg.models.tokenizer import build_tokenizer
+
+    if family not in CONFIG_BUILDERS:
+        raise MirgError(f"no tiny model for family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if size not in SIZES:
+        raise MirgError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    folder = Path(out)
+    if folder.exists() and any(folder.iterdir()):
+        raise MirgError(f"{folder} exists and is not empty; choose a new --out folder")
+    tokenizer = build_tokenizer("llava" if family == "llava" else "qwen")
+    ids = {"eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id}
+    config = CONFIG_BUILDERS[family](SIZES[size], tokenizer, ids)
+    torch.manual_seed(seed)
+    model = adapter_for(family).model_class()(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"], bos_token_id=None
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    build_processor(family, tokenizer).save_pretrained(str(folder))
+    summary = {
+        "family": family, "size": size, "seed": seed, "folder": str(folder),
+        "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
+    }
+    (folder / "tiny_model.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
