@@ -1,0 +1,181 @@
+"""What both stages do around TRL's trainer: check inputs, load and freeze the model, LoRA, resume, save.
+
+A run is prepared (:func:`prepare_run`) the same way for a dry run and a real one, so a dry run catches
+everything that can be caught without loading weights: the recipe, the data columns and image files, the
+model folder and its processor, the coordinate space the data asks for, and what the run will need.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mirg.errors import MirgError
+from mirg.models import ModelAdapter, adapter_for, resolve_model_path
+from mirg.train.data import load_stage_data
+
+
+@dataclass
+class RunSetup:
+    """Everything a stage needs before it builds its trainer."""
+
+    stage: str
+    model_path: Path
+    adapter: ModelAdapter
+    processor: Any
+    dataset: Any
+    data_file: Path
+    num_records: int
+    resume_from: str | None
+
+
+def prepare_run(args, stage: str) -> RunSetup:
+    """Resolve and check the model folder, its processor and the data; find the checkpoint to resume."""
+    model_path = resolve_model_path(args.model)
+    adapter = adapter_for(model_path).with_pixels(args.min_pixels, args.max_pixels)
+    adapter.check_folder(model_path)
+    processor = load_processor_checked(adapter, model_path)
+    dataset, file, count = load_stage_data(args.data, stage, adapter.coords, adapter.family, args.max_samples)
+    resume_from = find_checkpoint(args.output_dir) if args.resume else None
+    return RunSetup(stage, model_path, adapter, processor, dataset, file, count, resume_from)
+
+
+def load_processor_checked(adapter: ModelAdapter, model_path: Path):
+    """The processor, or one line saying why the folder's processor can't be built."""
+    try:
+        processor = adapter.load_processor(model_path)
+    except MirgError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MirgError(f"{model_path}: cannot build the {adapter.family} processor ({reason})") from None
+    if getattr(processor, "chat_template", None) is None:
+        raise MirgError(f"{model_path}: the processor has no chat template (chat_template.jinja missing)")
+    return processor
+
+
+def find_checkpoint(output_dir: str | None) -> str:
+    """The last ``checkpoint-N`` folder in ``output_dir`` (for ``--resume``); one line when there is none."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(output_dir or "")
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        raise MirgError(f"--resume: no checkpoint-N folder in {folder}; run without --resume to start fresh")
+    return last
+
+
+def runtime_needs(args) -> list[str]:
+    """What the run will need that a dry run does not: GPU for bf16/fp16, vLLM, DeepSpeed, ..."""
+    needs = []
+    if getattr(args, "bf16", False) or getattr(args, "fp16", False):
+        needs.append("a GPU with bf16/fp16 support (mixed precision)")
+    if getattr(args, "use_vllm", False):
+        installed = "installed" if importlib.util.find_spec("vllm") else "NOT installed here"
+        needs.append(f"vLLM ({installed}; mode {args.vllm_mode})")
+    if getattr(args, "deepspeed", None):
+        installed = "installed" if importlib.util.find_spec("deepspeed") else "NOT installed here"
+        needs.append(f"DeepSpeed ({installed})")
+    if getattr(args, "use_lora", False) and not importlib.util.find_spec("peft"):
+        needs.append("peft (NOT installed here)")
+    return needs
+
+
+def dry_run_report(args, setup: RunSetup) -> dict:
+    """The summary a dry run prints: what would be trained on what, and what it will need."""
+    import torch
+
+    needs = runtime_needs(args)
+    if needs and not torch.cuda.is_available():
+        needs.append("no GPU is visible here")
+    return {
+        "stage": setup.stage,
+        "model": str(setup.model_path),
+        "family": setup.adapter.family,
+        "coords": setup.adapter.coords,
+        "min_pixels": setup.adapter.min_pixels,
+        "max_pixels": setup.adapter.max_pixels,
+        "data": str(setup.data_file),
+        "records": setup.num_records,
+        "output_dir": args.output_dir,
+        "resume_from": setup.resume_from,
+        "needs_at_run_time": needs,
+    }
+
+
+def print_dry_run(report: dict) -> None:
+    if os.environ.get("RANK", "0") != "0":  # under accelerate, one report is enough
+        return
+    print("dry run: recipe, data and model folder are valid; stopping before training")
+    print(json.dumps(report, indent=2))
+
+
+def load_policy(args, setup: RunSetup):
+    """The model to train, with the vision tower frozen when asked."""
+    model = setup.adapter.load_model(setup.model_path, args.model_dtype)
+    if args.freeze_vision:
+        freeze_vision(model, setup.adapter)
+    return model
+
+
+def freeze_vision(model, adapter: ModelAdapter) -> int:
+    """Stop gradients into the vision tower; returns how many tensors were frozen (0 is an error)."""
+    params = adapter.vision_parameters(model)
+    if not params:
+        raise MirgError(f"--freeze_vision: no parameters under {', '.join(adapter.vision_module_prefixes)}")
+    for _, param in params:
+        param.requires_grad_(False)
+    return len(params)
+
+
+def lora_config(args, adapter: ModelAdapter, task_type: str = "CAUSAL_LM"):
+    """peft's LoraConfig when ``use_lora`` (vision tower left out when it is frozen), else None."""
+    if not args.use_lora:
+        return None
+    from peft import LoraConfig
+
+    targets = args.lora_target_modules
+    exclude = None
+    if args.freeze_vision:
+        prefixes = "|".join(p.replace(".", r"\.") for p in adapter.vision_module_prefixes)
+        exclude = rf"(.*\.)?({prefixes})\..*"
+    return LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else targets,
+        exclude_modules=exclude,
+        task_type=task_type,
+    )
+
+
+def save_final(trainer, setup: RunSetup, output_dir: str) -> Path:
+    """The final model WITH its processor and chat template, and ``trainer_state.json``, in ``output_dir``.
+
+    With LoRA the adapter goes to ``output_dir/adapter`` and the merged model to ``output_dir``, so the
+    next stage (or evaluation) loads ``output_dir`` like any model folder.
+    """
+    out = Path(output_dir)
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        trainer.save_model(str(out / "adapter"))
+        if trainer.accelerator.is_main_process:
+            merged = trainer.accelerator.unwrap_model(model).merge_and_unload()
+            merged.save_pretrained(str(out))
+    else:
+        trainer.save_model(str(out))
+    if trainer.accelerator.is_main_process:
+        setup.processor.save_pretrained(str(out))
+    trainer.save_state()
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+def train_and_save(trainer, setup: RunSetup, args) -> Path:
+    """Train (from the checkpoint when resuming), then save model, processor and state."""
+    trainer.train(resume_from_checkpoint=setup.resume_from)
+    return save_final(trainer, setup, args.output_dir)

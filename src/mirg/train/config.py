@@ -1,0 +1,332 @@
+"""Configuration of `mirg sft` and `mirg grpo`: TRL's configs plus the fields mirg adds.
+
+Every field of TRL's ``SFTConfig`` / ``GRPOConfig`` (hence of transformers' ``TrainingArguments``) is a
+flag and a recipe key; :class:`MirgArguments` adds what both stages share (model, data, frozen vision
+tower, LoRA, pixel limits, resume, dry run) and :class:`GRPOArguments` the rewards. A YAML recipe given
+with ``--config`` sets the defaults and flags override it (TRL's ``TrlParser``); an unknown key in the
+recipe or on the command line is a one-line error.
+
+This module imports TRL; the command line imports it inside its handlers only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import GRPOConfig, SFTConfig, TrlParser
+
+from mirg.errors import MirgError
+from mirg.rewards import REWARD_FACTORIES, make_object_reward
+
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class MirgArguments:
+    """Fields shared by both stages.
+
+    Parameters:
+        model: Model folder (a Hugging Face folder saved with its processor).
+        data: Trajectories folder (``sft.jsonl`` / ``rl.jsonl``; image paths relative to it).
+        model_dtype: dtype the weights are loaded in.
+        freeze_vision: Keep the vision tower's weights fixed.
+        use_lora / lora_*: Train LoRA adapters instead of all weights.
+        min_pixels / max_pixels: Image processor limits (Qwen); they also define the ``resized`` space.
+        max_samples: Use only the first N records of the data file.
+        resume: Continue from the last checkpoint in ``output_dir``.
+        dry_run: Check recipe, data and model folder, then stop before loading weights or training.
+    """
+
+    model: str | None = field(
+        default=None, metadata={"help": "Model folder: a Hugging Face folder with config, weights and processor."}
+    )
+    data: str | None = field(
+        default=None,
+        metadata={"help": "Trajectories folder holding sft.jsonl / rl.jsonl (image paths relative to it)."},
+    )
+    model_dtype: str = field(
+        default="float32",
+        metadata={"help": "dtype the weights are loaded in: float32, bfloat16, float16 or auto."},
+    )
+    freeze_vision: bool = field(
+        default=False, metadata={"help": "Freeze the vision tower (the projector/merger stays trainable for LLaVA)."}
+    )
+    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+        metadata={"help": "Module names that get LoRA adapters (comma or space separated; 'all-linear' for all)."},
+    )
+    min_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Image processor min_pixels (Qwen; default: the model folder's). Also used by rewards."},
+    )
+    max_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Image processor max_pixels (Qwen; default: the model folder's). Also used by rewards."},
+    )
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N records of the data file (quick runs)."}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Continue from the last checkpoint in --output_dir (error if none)."}
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata={"help": "Check recipe, data and model folder, report what the run needs, and stop."},
+    )
+
+    def __post_init__(self):
+        if self.model is None:
+            raise MirgError("no model: pass --model DIR or set `model:` in the recipe")
+        if self.data is None:
+            raise MirgError("no data: pass --data DIR (a trajectories folder) or set `data:` in the recipe")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise MirgError(f"--max_samples must be at least 1, got {self.max_samples}")
+        self.lora_target_modules = split_list(self.lora_target_modules)
+        deferred = self._defer_gpu_only_options()
+        super().__post_init__()
+        for name, value in deferred.items():  # reported by the dry run as run-time needs
+            setattr(self, name, value)
+
+    def _defer_gpu_only_options(self) -> dict:
+        """Without a GPU: mixed precision defaults to off, and a dry run checks a GPU recipe with it off.
+
+        transformers refuses bf16/fp16 on a machine without a GPU; a dry run must still validate a GPU
+        recipe here, so the values are set aside during validation and restored for the report.
+        """
+        import torch
+
+        if torch.cuda.is_available():
+            return {}
+        if self.bf16 is None:
+            self.bf16 = False
+        deferred = {name: True for name in ("bf16", "fp16") if self.dry_run and getattr(self, name)}
+        for name in deferred:
+            setattr(self, name, False)
+        return deferred
+
+
+def split_list(value) -> list[str]:
+    """A list from ``a,b,c``, ``["a", "b"]`` or ``["a,b"]`` (recipes and flags write lists both ways).
+
+    >>> split_list("format, image,object")
+    ['format', 'image', 'object']
+    >>> split_list(["format,image", "object"])
+    ['format', 'image', 'object']
+    """
+    items = [value] if isinstance(value, str) else list(value or [])
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+@dataclass
+class SFTArguments(MirgArguments, SFTConfig):
+    """`mirg sft`: TRL's SFTConfig plus :class:`MirgArguments`. Loss is on the assistant turn only."""
+
+    report_to: None | str | list[str] = field(
+        default="tensorboard", metadata={"help": "Where to log: tensorboard (default), none, wandb, ..."}
+    )
+
+
+@dataclass
+class GRPOArguments(MirgArguments, GRPOConfig):
+    """`mirg grpo`: TRL's GRPOConfig plus :class:`MirgArguments` and the image-aware rewards."""
+
+    rewards: list[str] = field(
+        default_factory=lambda: ["format", "image", "object"],
+        metadata={"help": "Rewards by name, comma separated: format, image, object."},
+    )
+    object_reward_mode: str = field(
+        default="iou", metadata={"help": "Object reward shape: iou, iou@T (1 if IoU >= T) or piecewise."}
+    )
+    report_to: None | str | list[str] = field(
+        default="tensorboard", metadata={"help": "Where to log: tensorboard (default), none, wandb, ..."}
+    )
+
+    def __post_init__(self):
+        self.rewards = split_list(self.rewards)
+        check_rewards(self.rewards, self.reward_weights, self.object_reward_mode)
+        check_generation_batch(self)
+        super().__post_init__()
+
+
+def check_rewards(names: list[str], weights: list[float] | None, object_mode: str) -> None:
+    """Reward names known, one weight per reward, a valid object reward mode: else one line."""
+    if not names:
+        raise MirgError("--rewards is empty; choose from " + ", ".join(REWARD_FACTORIES))
+    unknown = [n for n in names if n not in REWARD_FACTORIES]
+    if unknown:
+        raise MirgError(f"unknown reward(s) {', '.join(unknown)}; available: {', '.join(REWARD_FACTORIES)}")
+    if weights is not None and len(weights) != len(names):
+        raise MirgError(
+            f"--reward_weights has {len(weights)} value(s) but --rewards names {len(names)} ({', '.join(names)})"
+        )
+    make_object_reward(object_mode)  # raises a one-line MirgError for a bad mode
+
+
+def world_size() -> int:
+    """Processes of this run: ``WORLD_SIZE`` as set by ``accelerate launch``/``torchrun``, else 1."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def check_generation_batch(args: GRPOArguments) -> None:
+    """GRPO scores completions in groups of ``num_generations`` per prompt, and TRL builds each generation batch
+    from ``per_device_train_batch_size x processes x steps_per_generation`` completions (or
+    ``generation_batch_size``): that number must hold whole groups. Checked before TRL does, in mirg's words."""
+    group = args.num_generations
+    if group is None or group < 2:
+        raise MirgError(f"--num_generations must be at least 2 for GRPO, got {group}")
+    per_step = args.per_device_train_batch_size * world_size()
+    if args.generation_batch_size is not None:
+        total, how = args.generation_batch_size, f"generation_batch_size ({args.generation_batch_size})"
+    else:
+        steps = args.steps_per_generation or args.gradient_accumulation_steps
+        total = per_step * steps
+        how = (
+            f"per_device_train_batch_size ({args.per_device_train_batch_size}) x processes ({world_size()}) x "
+            f"{'steps_per_generation' if args.steps_per_generation else 'gradient_accumulation_steps'} ({steps}) "
+            f"= {total}"
+        )
+    if total % group:
+        raise MirgError(
+            f"batch size is not a multiple of the number of generations: {how} completions per generation batch, "
+            f"which is not a multiple of num_generations ({group}); set per_device_train_batch_size to a "
+            f"multiple of {group} (or change num_generations)"
+        )
+
+
+# -- parsing: recipe + flags ---------------------------------------------------------------------------
+
+
+def recipes_root() -> Path | None:
+    """The recipes folder: shipped inside the package, or at the top of a source checkout."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "recipes", here.parents[3] / "recipes"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def default_recipe(stage: str) -> Path | None:
+    """``recipes/tiny-cpu/<stage>.yaml``, the embedded default used when no ``--config`` is given."""
+    root = recipes_root()
+    recipe = root / "tiny-cpu" / f"{stage}.yaml" if root else None
+    return recipe if recipe is not None and recipe.is_file() else None
+
+
+class _Parser(TrlParser):
+    """TRL's recipe + flags parser whose errors are one-line MirgErrors instead of usage dumps."""
+
+    def error(self, message: str):
+        raise MirgError(message)
+
+
+def _known_options(parser: TrlParser) -> dict[str, argparse.Action]:
+    return {opt: action for action in parser._actions for opt in action.option_strings}
+
+
+def read_recipe(path: Path, known: set[str]) -> dict:
+    """The recipe's mapping; a one-line error for a missing/invalid file or an unknown key."""
+    import yaml
+
+    if not path.is_file():
+        raise MirgError(f"recipe {path} not found")
+    try:
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise MirgError(f"recipe {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(recipe, dict):
+        raise MirgError(f"recipe {path}: must be a mapping of option: value")
+    for key in recipe:
+        if key != "env" and key not in known:
+            raise MirgError(f"recipe {path}: unknown key {key!r}{_suggest(str(key), known)}")
+    return recipe
+
+
+def _suggest(name: str, known, prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+def _check_flags(argv: list[str], options: dict[str, argparse.Action]) -> None:
+    for token in argv:
+        if token.startswith("--"):
+            flag = token.split("=", 1)[0]
+            if flag not in options:
+                names = {opt[2:] for opt in options if opt.startswith("--")}
+                raise MirgError(f"unknown option {flag}{_suggest(flag[2:], names, '--')}")
+
+
+def _split_list_flags(argv: list[str], options: dict[str, argparse.Action]) -> list[str]:
+    """``--rewards a,b`` and ``--reward_weights 1,1`` -> space separated values, as argparse wants lists."""
+    out, list_valued = [], False
+    for token in argv:
+        if token.startswith("-") and not _is_number(token):
+            action = options.get(token.split("=", 1)[0])
+            list_valued = action is not None and action.nargs in ("+", "*")
+            out.append(token)
+        elif list_valued and "," in token:
+            out.extend(split_list(token))
+        else:
+            out.append(token)
+    return out
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
+
+
+def _pop_config(argv: list[str]) -> tuple[list[str], str | None]:
+    argv = list(argv)
+    for i, token in enumerate(argv):
+        if token.startswith("--config="):
+            return argv[:i] + argv[i + 1:], token.split("=", 1)[1]
+        if token == "--config":
+            if i + 1 >= len(argv):
+                raise MirgError("--config needs a recipe file")
+            return argv[:i] + argv[i + 2:], argv[i + 1]
+    return argv, None
+
+
+def parse_arguments(cls, argv: list[str], stage: str):
+    """``cls`` (SFTArguments/GRPOArguments) from a recipe (``--config``, default tiny-cpu) and flags."""
+    parser = _Parser(cls, prog=f"mirg {stage}", description=STAGE_HELP[stage])
+    options = _known_options(parser)
+    rest, config = _pop_config(argv)
+    if "-h" in rest or "--help" in rest:
+        parser.parse_args(["--help"])  # prints help, exits 0
+    _check_flags(rest, options)
+    recipe_path = Path(config) if config else default_recipe(stage)
+    args = _split_list_flags(rest, options)
+    if recipe_path is not None:
+        read_recipe(recipe_path, {a.dest for a in parser._actions})
+        args = ["--config", str(recipe_path), *args]
+    try:
+        (parsed,) = parser.parse_args_and_config(args)
+    except MirgError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise MirgError(str(exc).strip().splitlines()[0]) from None
+    return parsed
+
+
+STAGE_HELP = {
+    "sft": "Stage 1: supervised fine-tuning on reasoning trajectories (sft.jsonl), loss on the assistant turn only. "
+    "Options come from the recipe (--config, default recipes/tiny-cpu/sft.yaml); flags override it. Every "
+    "TRL SFTConfig / TrainingArguments field is an option.",
+    "grpo": "Stage 2: GRPO with image-aware rewards on rl.jsonl. Options come from the recipe (--config, default "
+    "recipes/tiny-cpu/grpo.yaml); flags override it. Every TRL GRPOConfig / TrainingArguments field is an option.",
+}

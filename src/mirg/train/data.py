@@ -1,0 +1,150 @@
+"""Trajectory files (``sft.jsonl`` / ``rl.jsonl``) as datasets whose images load lazily.
+
+Records keep image *paths*; the pixels are read only when a row is fetched for a batch (a ``datasets``
+transform), so a large dataset never sits in memory as images. Every record is checked up front: a
+missing column names the column, the file and the line; a missing image file names the path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mirg.errors import MirgError
+from mirg.prompts import COORD_HINTS, instruction
+
+#: The file and the columns each stage needs.
+STAGE_FILES = {"sft": "sft.jsonl", "grpo": "rl.jsonl"}
+STAGE_COLUMNS = {
+    "sft": ("prompt", "completion", "images"),
+    "grpo": ("prompt", "images", "target_image", "target_box", "image_sizes"),
+}
+
+
+def data_file(data_dir: str | Path, stage: str) -> Path:
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise MirgError(f"data folder {folder} does not exist (expected a trajectories folder)")
+    file = folder / STAGE_FILES[stage]
+    if not file.is_file():
+        raise MirgError(f"{folder}: no {STAGE_FILES[stage]} (build it with `mirg data trajectories`)")
+    return file
+
+
+def read_records(file: Path, columns: tuple[str, ...], limit: int | None = None) -> list[dict[str, Any]]:
+    """Records of a JSONL file, each checked for ``columns`` and for its image files."""
+    records = []
+    with file.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            records.append(_check_record(_parse_line(line, file, line_no), columns, file, line_no))
+            if limit is not None and len(records) >= limit:
+                break
+    if not records:
+        raise MirgError(f"{file}: no records")
+    return records
+
+
+def _parse_line(line: str, file: Path, line_no: int) -> dict:
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise MirgError(f"{file}:{line_no}: not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise MirgError(f"{file}:{line_no}: a record must be a JSON object")
+    return record
+
+
+def _check_record(record: dict, columns: tuple[str, ...], file: Path, line_no: int) -> dict:
+    missing = [c for c in columns if c not in record]
+    if missing:
+        raise MirgError(f"{file}:{line_no}: missing column {missing[0]!r} (each record needs {', '.join(columns)})")
+    images = record["images"]
+    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+        raise MirgError(f"{file}:{line_no}: 'images' must be a list of paths relative to {file.parent}")
+    placeholders = count_image_parts(record["prompt"])
+    if placeholders != len(images):
+        raise MirgError(f"{file}:{line_no}: prompt has {placeholders} image placeholder(s) but {len(images)} image(s)")
+    for rel in images:
+        if not (file.parent / rel).is_file():
+            raise MirgError(f"{file}:{line_no}: image {rel} not found in {file.parent}")
+    return record
+
+
+def count_image_parts(prompt: Any) -> int:
+    """Image placeholders (``{"type": "image"}``) in a conversational prompt."""
+    if not isinstance(prompt, list):
+        return 0
+    return sum(
+        1
+        for message in prompt
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image"
+    )
+
+
+def prompt_coords(prompt: Any) -> str | None:
+    """The coordinate space a prompt's answer-format instruction asks for, if it carries one.
+
+    >>> from mirg.prompts import user_message
+    >>> prompt_coords(user_message("Find it.", 2, "norm1000"))
+    'norm1000'
+    """
+    text = "".join(
+        part.get("text") or ""
+        for message in (prompt if isinstance(prompt, list) else [])
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict)
+    )
+    for space in COORD_HINTS:
+        if instruction(space) in text:
+            return space
+    return None
+
+
+def check_coords(records: list[dict], coords: str, file: Path, family: str) -> None:
+    """Fail when the data asks for boxes in another space than the model family writes."""
+    asked = prompt_coords(records[0]["prompt"])
+    if asked is not None and asked != coords:
+        raise MirgError(
+            f"{file}: prompts ask for {asked} boxes but {family} models answer in {coords}; rebuild the "
+            f"trajectories for {coords} coordinates"
+        )
+
+
+def image_loader(root: Path):
+    """A ``datasets`` transform that turns the ``images`` column's relative paths into RGB PIL images."""
+
+    def load(batch: dict[str, list]) -> dict[str, list]:
+        from PIL import Image
+
+        if "images" in batch:
+            batch["images"] = [[_open_rgb(root / rel, Image) for rel in paths] for paths in batch["images"]]
+        return batch
+
+    return load
+
+
+def _open_rgb(path: Path, image_module):
+    with image_module.open(path) as image:
+        return image.convert("RGB")
+
+
+def build_dataset(records: list[dict], root: Path):
+    """A ``datasets.Dataset`` of ``records`` whose ``images`` become PIL images when rows are read."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(records)
+    return dataset.with_transform(image_loader(root))
+
+
+def load_stage_data(data_dir: str | Path, stage: str, coords: str, family: str, limit: int | None = None):
+    """Checked records of the stage's file as a lazily-loading dataset, plus the file path and count."""
+    file = data_file(data_dir, stage)
+    records = read_records(file, STAGE_COLUMNS[stage], limit)
+    check_coords(records, coords, file, family)
+    return build_dataset(records, file.parent), file, len(records)

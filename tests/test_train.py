@@ -1,0 +1,380 @@
+"""`mirg sft` and `mirg grpo` on a real tiny model and real files: training, logging, saving, resuming,
+two processes under accelerate, a dry run of every recipe, and one-line errors before training starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from mirg.cli import main
+from mirg.errors import MirgError
+from train_fixtures import write_trajectories
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO / "recipes").glob("*/*.yaml"))
+STAGE_RECIPES = [r for r in RECIPES if r.stem in ("sft", "grpo")]
+ACCELERATE_CONFIGS = [r for r in RECIPES if r.parent.name == "accelerate"]
+QUIET = ["--report_to", "none", "--disable_tqdm", "true"]
+TINY_MAX_PIXELS = "50176"
+
+pytestmark = pytest.mark.slow
+
+
+# -- fixtures: a tiny model, trajectories from the real data pipeline, a briefly trained model ----------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "qwen2_5_vl"
+    assert main(["model", "init-tiny", "--family", "qwen2_5_vl", "--out", str(out), "--size", "s"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trajectories(tmp_path_factory) -> Path:
+    """`mirg data synth` (2-4 images of 112 px) then `mirg data trajectories` in Qwen2.5-VL's resized pixels."""
+    root = tmp_path_factory.mktemp("data")
+    assert main(["data", "synth", "--out", str(root / "synth"), "--n", "16", "--image-size", "112",
+                 "--min-images", "2", "--max-images", "4"]) == 0
+    assert main(["data", "trajectories", "--data", str(root / "synth"), "--out", str(root / "traj"),
+                 "--coords", "resized", "--max-pixels", TINY_MAX_PIXELS]) == 0
+    return root / "traj"
+
+
+@pytest.fixture(scope="module")
+def short_trajectories(tmp_path_factory) -> Path:
+    """Short answers (2-3 images each), so that a few SFT steps teach the format and GRPO rewards vary."""
+    return write_trajectories(tmp_path_factory.mktemp("short") / "traj", n=16, images_per_prompt=(2, 3),
+                              coords="resized", max_pixels=int(TINY_MAX_PIXELS))
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny, trajectories, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sft") / "run"
+    assert sft(tiny, trajectories, out, "--max_steps", "4", "--save_steps", "2", "--report_to", "tensorboard") == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def warm_model(tiny, short_trajectories, tmp_path_factory) -> Path:
+    """40 SFT steps: enough for the tiny model to write the answer format some of the time."""
+    out = tmp_path_factory.mktemp("warm") / "run"
+    assert sft(tiny, short_trajectories, out, "--max_steps", "40", "--learning_rate", "3e-3",
+               "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--save_strategy", "no",
+               "--logging_steps", "10", *QUIET) == 0
+    return out
+
+
+def sft(model: Path, data: Path, out: Path, *extra: str) -> int:
+    return main(["sft", "--model", str(model), "--data", str(data), "--output_dir", str(out),
+                 "--logging_steps", "1", *extra])
+
+
+def grpo(model: Path, data: Path, out: Path, *extra: str) -> int:
+    return main(["grpo", "--model", str(model), "--data", str(data), "--output_dir", str(out),
+                 "--logging_steps", "1", "--max_completion_length", "48", *extra])
+
+
+def weights(folder: Path) -> dict:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def changed(before: dict, after: dict, prefix: str = "") -> bool:
+    """Whether any saved tensor under ``prefix`` differs (saved folders use the hub layout: ``visual.``,
+    ``model.layers.``)."""
+    keys = [k for k in before if k.startswith(prefix)]
+    assert keys, f"no weights under {prefix!r}"
+    return any((before[k] != after[k]).any() for k in keys)
+
+
+def state(folder: Path) -> dict:
+    return json.loads((folder / "trainer_state.json").read_text())
+
+
+def reloads(folder: Path) -> None:
+    from mirg.models import adapter_for
+
+    adapter = adapter_for(folder)
+    assert adapter.load_processor(folder).chat_template
+    assert adapter.load_model(folder) is not None
+
+
+# -- SFT --------------------------------------------------------------------------------------------
+
+
+def test_sft_trains_logs_and_saves_model_processor_and_state(sft_run, tiny):
+    assert changed(weights(tiny), weights(sft_run))
+    history = state(sft_run)["log_history"]
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3, 4]
+    assert all(h["loss"] > 0 for h in history if "loss" in h)
+    assert list((sft_run / "runs").rglob("events.out.tfevents.*")), "no TensorBoard log"
+    for name in ("chat_template.jinja", "processor_config.json", "tokenizer.json", "config.json"):
+        assert (sft_run / name).is_file(), name
+    reloads(sft_run)
+    reloads(sft_run / "checkpoint-2")
+
+
+def test_sft_resume_continues_the_step_count(sft_run, tiny, trajectories, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(sft_run, run)
+    assert sft(tiny, trajectories, run, "--max_steps", "6", "--save_steps", "2", "--resume", *QUIET) == 0
+    history = state(run)
+    assert history["global_step"] == 6
+    assert [h["step"] for h in history["log_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
+    assert (run / "checkpoint-6").is_dir()
+
+
+def test_sft_loss_is_on_the_assistant_turn_only(tiny, trajectories, tmp_path):
+    from mirg.train.common import prepare_run
+    from mirg.train.config import SFTArguments, parse_arguments
+    from mirg.train.sft import build_sft_trainer
+
+    args = parse_arguments(SFTArguments, ["--model", str(tiny), "--data", str(trajectories), "--output_dir",
+                                          str(tmp_path / "o"), "--per_device_train_batch_size", "4", *QUIET], "sft")
+    setup = prepare_run(args, "sft")
+    trainer = build_sft_trainer(args, setup)
+    records = [json.loads(line) for line in (trajectories / "sft.jsonl").read_text().splitlines()]
+    completions = {r["completion"][0]["content"][0]["text"] + "<|im_end|>\n" for r in records}
+    batch = next(iter(trainer.get_train_dataloader()))
+    tokenizer = setup.processor.tokenizer
+    image_id = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert int((batch["input_ids"] == image_id).sum()) > 0
+    for ids, labels in zip(batch["input_ids"], batch["labels"]):
+        trained = ids[labels != -100]
+        assert tokenizer.decode(trained) in completions
+        assert int((trained == image_id).sum()) == 0
+
+
+def test_sft_freeze_vision_keeps_the_vision_tower(tiny, trajectories, tmp_path):
+    out = tmp_path / "frozen"
+    assert sft(tiny, trajectories, out, "--max_steps", "2", "--save_strategy", "no", "--freeze_vision", *QUIET) == 0
+    before, after = weights(tiny), weights(out)
+    assert not changed(before, after, "visual.")
+    assert changed(before, after, "model.layers.")
+
+
+def test_sft_with_lora_saves_the_adapter_and_a_merged_model(tiny, trajectories, tmp_path):
+    out = tmp_path / "lora"
+    assert sft(tiny, trajectories, out, "--max_steps", "2", "--save_strategy", "no", "--use_lora",
+               "--lora_target_modules", "q_proj,v_proj", "--learning_rate", "1e-2", *QUIET) == 0
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    merged = weights(out)
+    assert not any("lora" in k for k in merged)
+    assert changed(weights(tiny), merged, "model.layers.")
+    assert not changed(weights(tiny), merged, "visual.")
+    reloads(out)
+
+
+# -- GRPO -------------------------------------------------------------------------------------------
+
+
+def test_grpo_trains_logs_each_reward_and_resumes(warm_model, short_trajectories, tmp_path):
+    out = tmp_path / "grpo"
+    assert grpo(warm_model, short_trajectories, out, "--max_steps", "3", "--save_steps", "3", "--beta", "0.04",
+                "--per_device_train_batch_size", "8", "--num_generations", "4", *QUIET) == 0
+    assert changed(weights(warm_model), weights(out))
+    steps = [h for h in state(out)["log_history"] if "reward" in h]
+    assert len(steps) == 3
+    for name in ("format_reward", "image_reward", "object_reward"):
+        assert all(f"rewards/{name}/mean" in h and f"rewards/{name}/std" in h for h in steps), name
+    assert all("kl" in h for h in steps)
+    assert any(h["rewards/format_reward/mean"] > 0 for h in steps), "warm model never wrote the format"
+    reloads(out / "checkpoint-3")
+    assert grpo(warm_model, short_trajectories, out, "--max_steps", "4", "--save_steps", "3", "--beta", "0.04",
+                "--resume", *QUIET) == 0
+    assert state(out)["global_step"] == 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_grpo_under_accelerate_with_two_processes(warm_model, short_trajectories, tmp_path):
+    """Two real CPU processes (gloo). accelerate 1.15's ``--cpu`` launcher starts only one process whatever
+    ``--num_processes`` says (several CPU processes need mpirun), so the processes are started by its
+    torchrun launcher and ``ACCELERATE_USE_CPU`` keeps them on the CPU. 2 processes x 2 completions make one
+    group of 4: with one process this batch size is refused, so passing proves both processes ran."""
+    out = tmp_path / "grpo2"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(free_port()),
+               "-m", "mirg", "grpo", "--model", str(warm_model), "--data", str(short_trajectories),
+               "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "2",
+               "--num_generations", "4", "--max_completion_length", "48", "--logging_steps", "1",
+               "--save_strategy", "no", *QUIET]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("saved the final model") == 1  # reported once, by the main process
+    run_state = state(out)
+    assert run_state["global_step"] == 2
+    assert all("rewards/object_reward/mean" in h for h in run_state["log_history"] if "reward" in h)
+    reloads(out)
+    alone = main(["grpo", "--model", str(warm_model), "--data", str(short_trajectories), "--output_dir",
+                  str(tmp_path / "alone"), "--per_device_train_batch_size", "2", "--num_generations", "4",
+                  "--dry-run"])
+    assert alone == 2
+
+
+# -- recipes and dry runs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe", STAGE_RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_recipe_dry_runs(recipe, tiny, trajectories, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main([recipe.stem, "--config", str(recipe), "--model", str(tiny), "--data", str(trajectories),
+                 "--output_dir", str(out), "--dry-run"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    report = json.loads(printed[printed.index("{"):])
+    assert report["family"] == "qwen2_5_vl" and report["records"] == 16
+    assert not out.exists()
+    if "qwen2.5-vl" in recipe.parent.name:
+        assert any("GPU" in need for need in report["needs_at_run_time"])
+        if recipe.stem == "grpo":
+            assert any("vLLM" in need for need in report["needs_at_run_time"])
+
+
+def test_default_recipe_is_tiny_cpu_and_flags_override_it(tiny, trajectories, tmp_path):
+    from mirg.train.config import GRPOArguments, parse_arguments
+
+    args = parse_arguments(GRPOArguments, ["--model", str(tiny), "--data", str(trajectories), "--output_dir",
+                                           str(tmp_path), "--learning_rate", "5e-5", "--rewards", "format,object",
+                                           "--reward_weights", "1,0.5", "--object_reward_mode", "iou@0.5",
+                                           "--loss_type", "dr_grpo", "--beta", "0.1", "--temperature", "0.7",
+                                           "--use_vllm", "--vllm_mode", "server"], "grpo")
+    assert args.learning_rate == 5e-5  # flag beats the recipe's 1e-4
+    assert args.num_generations == 4 and args.max_completion_length == 64  # from recipes/tiny-cpu/grpo.yaml
+    assert args.rewards == ["format", "object"] and args.reward_weights == [1.0, 0.5]
+    assert (args.object_reward_mode, args.loss_type, args.beta, args.temperature) == ("iou@0.5", "dr_grpo", 0.1, 0.7)
+    assert args.use_vllm and args.vllm_mode == "server"
+
+
+@pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_accelerate_configs_load(config):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    loaded = load_config_from_file(str(config))
+    assert loaded.mixed_precision == "bf16" and loaded.num_processes >= 1
+
+
+def test_recipe_set_is_complete():
+    names = {f"{r.parent.name}/{r.name}" for r in RECIPES}
+    for model in ("tiny-cpu", "qwen2.5-vl-3b", "qwen2.5-vl-7b"):
+        assert {f"{model}/sft.yaml", f"{model}/grpo.yaml"} <= names
+    assert {"accelerate/ddp.yaml", "accelerate/zero2.yaml", "accelerate/zero3.yaml", "accelerate/fsdp.yaml"} <= names
+
+
+# -- one clear message before any training starts ---------------------------------------------------
+
+
+def one_line_error(capsys, code: int, out: Path) -> str:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("mirg: error: ") and err.count("\n") == 1, err
+    assert not out.exists(), "something was written before the error"
+    return err
+
+
+def test_wrong_recipe_key(tiny, trajectories, tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("learning_rate: 1.0e-3\nnum_train_epoch: 2\n")
+    code = main(["sft", "--config", str(recipe), "--model", str(tiny), "--data", str(trajectories),
+                 "--output_dir", str(tmp_path / "o")])
+    err = one_line_error(capsys, code, tmp_path / "o")
+    assert "unknown key 'num_train_epoch'" in err and "num_train_epochs" in err
+
+
+def test_wrong_flag(tiny, trajectories, tmp_path, capsys):
+    code = sft(tiny, trajectories, tmp_path / "o", "--lerning_rate", "1e-3")
+    assert "unknown option --lerning_rate (did you mean --learning_rate?)" in one_line_error(capsys, code, tmp_path / "o")
+
+
+def test_missing_data_column(tiny, trajectories, tmp_path, capsys):
+    shutil.copytree(trajectories.parent, tmp_path / "data")  # images live beside the trajectories
+    data = tmp_path / "data" / trajectories.name
+    lines = (data / "rl.jsonl").read_text().splitlines()
+    broken = json.loads(lines[2])
+    del broken["target_box"]
+    lines[2] = json.dumps(broken)
+    (data / "rl.jsonl").write_text("\n".join(lines) + "\n")
+    code = grpo(tiny, data, tmp_path / "o")
+    err = one_line_error(capsys, code, tmp_path / "o")
+    assert f"{data / 'rl.jsonl'}:3: missing column 'target_box'" in err
+
+
+def test_missing_image_file(tiny, short_trajectories, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(short_trajectories, data)
+    first = json.loads((data / "sft.jsonl").read_text().splitlines()[0])
+    (data / first["images"][0]).unlink()
+    code = sft(tiny, data, tmp_path / "o")
+    assert f"image {first['images'][0]} not found" in one_line_error(capsys, code, tmp_path / "o")
+
+
+def test_batch_not_a_multiple_of_generations(tiny, trajectories, tmp_path, capsys):
+    code = grpo(tiny, trajectories, tmp_path / "o", "--per_device_train_batch_size", "6", "--num_generations", "4")
+    err = one_line_error(capsys, code, tmp_path / "o")
+    assert "not a multiple of num_generations (4)" in err and "per_device_train_batch_size (6)" in err
+
+
+def test_model_folder_without_processor(tiny, trajectories, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny / name, bare / name)
+    code = sft(bare, trajectories, tmp_path / "o")
+    assert "model folder has no processor" in one_line_error(capsys, code, tmp_path / "o")
+
+
+def test_data_in_another_coordinate_space(tiny, tmp_path, capsys):
+    data = write_trajectories(tmp_path / "norm", n=2, coords="norm1000")
+    code = sft(tiny, data, tmp_path / "o")
+    assert "ask for norm1000 boxes but qwen2_5_vl models answer in resized" in one_line_error(capsys, code,
+                                                                                               tmp_path / "o")
+
+
+def test_reward_weights_must_match_rewards(tiny, trajectories, tmp_path, capsys):
+    code = grpo(tiny, trajectories, tmp_path / "o", "--rewards", "format,image", "--reward_weights", "1,1,1")
+    assert "--reward_weights has 3 value(s)" in one_line_error(capsys, code, tmp_path / "o")
+
+
+def test_resume_without_checkpoint(tiny, trajectories, tmp_path, capsys):
+    code = sft(tiny, trajectories, tmp_path / "o", "--resume")
+    assert "no checkpoint-N folder" in one_line_error(capsys, code, tmp_path / "o")
+
+
+def test_stage_help_lists_trl_and_mirg_options(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["grpo", "--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--num_generations", "--beta", "--loss_type", "--vllm_mode", "--rewards", "--object_reward_mode",
+                   "--freeze_vision", "--use_lora", "--dry_run", "--resume", "--max_pixels"):
+        assert option in text, option
+
+
+def test_config_errors_are_mirg_errors(tmp_path):
+    from mirg.train.config import SFTArguments, parse_arguments
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("learning_rate: 1.0e-4\n")
+    with pytest.raises(MirgError, match="no model"):
+        parse_arguments(SFTArguments, ["--config", str(recipe), "--data", "x"], "sft")
+    recipe.write_text("- not a mapping\n")
+    with pytest.raises(MirgError, match="must be a mapping"):
+        parse_arguments(SFTArguments, ["--config", str(recipe)], "sft")
+    with pytest.raises(MirgError, match="not found"):
+        parse_arguments(SFTArguments, ["--config", str(tmp_path / "none.yaml")], "sft")
+    with pytest.raises(MirgError, match="invalid int value"):
+        parse_arguments(SFTArguments, ["--max_steps", "many"], "sft")
