@@ -250,7 +250,7 @@ def test_default_recipe_is_tiny_cpu_and_flags_override_it(tiny, trajectories, tm
 
     args = parse_arguments(GRPOArguments, ["--model", str(tiny), "--data", str(trajectories), "--output_dir",
                                            str(tmp_path), "--learning_rate", "5e-5", "--rewards", "format,object",
-                                           "--reward_weights", "1,0.5", "--object_reward_mode", "iou@0.5",
+                                           "--reward_weights=1,0.5", "--object_reward_mode", "iou@0.5",
                                            "--loss_type", "dr_grpo", "--beta", "0.1", "--temperature", "0.7",
                                            "--use_vllm", "--vllm_mode", "server"], "grpo")
     assert args.learning_rate == 5e-5  # flag beats the recipe's 1e-4

@@ -271,9 +271,10 @@ def _split_list_flags(argv: list[str], options: dict[str, argparse.Action]) -> l
     out, list_valued = [], False
     for token in argv:
         if token.startswith("-") and not _is_number(token):
-            action = options.get(token.split("=", 1)[0])
+            flag, _, value = token.partition("=")
+            action = options.get(flag)
             list_valued = action is not None and action.nargs in ("+", "*")
-            out.append(token)
+            out.extend([flag, *split_list(value)] if list_valued and value else [token])
         elif list_valued and "," in token:
             out.extend(split_list(token))
         else:
