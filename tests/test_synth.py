@@ -216,6 +216,14 @@ def test_perception_makes_one_image_samples_only_when_asked(tmp_path):
     assert "perception" not in {s.task for s in default} and min(s.num_images for s in default) == 2
 
 
+def test_max_objects_limits_perception_scenes_and_nothing_else(tmp_path, capsys):
+    out = synth(tmp_path, "one", "--n", "30", "--tasks", "perception", "--min-images", "1", "--max-images", "2",
+                "--max-objects", "1")
+    assert all(len(objs) == 1 for s in read_manifest(out) for objs in s.objects)
+    assert main(["data", "synth", "--out", str(tmp_path / "x"), "--n", "5", "--max-objects", "2"]) == 2
+    assert "perception family only" in capsys.readouterr().err
+
+
 # --- the dataset card ----------------------------------------------------------------------------------
 
 

@@ -132,6 +132,13 @@ def test_sft_resume_continues_the_step_count(sft_run, tiny, trajectories, tmp_pa
     assert (run / "checkpoint-6").is_dir()
 
 
+def test_sft_stops_at_the_wall_clock_budget_and_still_saves(tiny, trajectories, tmp_path):
+    out = tmp_path / "budget"
+    assert sft(tiny, trajectories, out, "--max_steps", "500", "--max_minutes", "0.0001", *QUIET) == 0
+    assert state(out)["global_step"] == 1  # the budget is checked after every step
+    reloads(out)
+
+
 def test_sft_loss_is_on_the_assistant_turn_only(tiny, trajectories, tmp_path):
     from mirg.train.common import prepare_run
     from mirg.train.config import SFTArguments, parse_arguments

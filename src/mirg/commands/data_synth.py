@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-images", type=int, default=4, metavar="B", help="most images per sample, 1..6 (default 4)")
     p.add_argument("--tasks", default=None, metavar="T,...", help=TASK_HELP)
     p.add_argument("--id-prefix", default="synth", metavar="P", help="sample ids are P-000000, ... (default synth)")
+    p.add_argument("--max-objects", type=int, default=4, metavar="K",
+                   help="perception only: at most K objects per image (1..4, default 4; 1 for a first curriculum stage)")
     p.add_argument("--workers", type=int, default=1, metavar="W",
                    help="processes drawing images (default 1); the output is the same for any value")
     p.add_argument("--overwrite", action="store_true",
@@ -50,6 +52,7 @@ def run_synth(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         tasks=parse_tasks(args.tasks),
         id_prefix=args.id_prefix,
+        max_objects=args.max_objects,
     )
     out = Path(args.out)
     result = write_dataset(cfg, out, workers=args.workers, overwrite=args.overwrite, progress=True)

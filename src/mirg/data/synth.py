@@ -35,6 +35,8 @@ from mirg.errors import MirgError
 from mirg.schema import ObjectAnn, Sample, Target
 
 MAX_IMAGES = 6
+#: Most objects per image in a scene (perception samples can ask for fewer).
+MAX_OBJECTS = 4
 MAX_DRAWS = 50
 IMAGE_SIZE_RANGE = (64, 2048)
 _FAMILY_IDS = {name: i for i, name in enumerate(FAMILIES)}
@@ -54,6 +56,7 @@ class SynthConfig:
     max_images: int = 4
     tasks: tuple[str, ...] = DEFAULT_TASKS
     id_prefix: str = "synth"
+    max_objects: int = MAX_OBJECTS
 
     def __post_init__(self) -> None:
         if self.n <= 0:
@@ -73,7 +76,11 @@ class SynthConfig:
             raise MirgError(f"--min-images {self.min_images} is more than --max-images {self.max_images}{hint}")
         if not self.id_prefix or any(ch.isspace() or ch in "/\\" for ch in self.id_prefix):
             raise MirgError(f"--id-prefix must be a non-empty word without spaces or slashes, got {self.id_prefix!r}")
+        if not 1 <= self.max_objects <= MAX_OBJECTS:
+            raise MirgError(f"--max-objects must be 1..{MAX_OBJECTS}, got {self.max_objects}")
         object.__setattr__(self, "tasks", _canonical_tasks(self.tasks))
+        if self.max_objects < MAX_OBJECTS and self.tasks != ("perception",):
+            raise MirgError("--max-objects applies to the perception family only (--tasks perception)")
         for task in self.tasks:
             self.image_range(task)
 
@@ -178,7 +185,8 @@ def build_sample(cfg: SynthConfig, index: int) -> tuple[str, Built, Draws]:
     """Draw sample ``index`` until it passes :func:`check_built`; returns its task, the sample and the
     draws thrown away. Raises ``MirgError`` if no draw passes (a generator bug, not a user error)."""
     task, n_images, target = plan_sample(cfg, index)
-    plan = Plan(task, n_images, target, np.random.default_rng([cfg.seed, index]), Canvas(cfg.image_size))
+    plan = Plan(task, n_images, target, np.random.default_rng([cfg.seed, index]), Canvas(cfg.image_size),
+                cfg.max_objects)
     builder = FAMILIES[task][0]
     draws = Draws()
     for _ in range(MAX_DRAWS):

@@ -48,6 +48,7 @@ class Plan:
     target: int  # 1-based
     rng: np.random.Generator
     canvas: Canvas
+    max_objects: int = 4  # perception only: objects per image
 
 
 @dataclass
@@ -474,9 +475,9 @@ def build_perception(p: Plan) -> Built:
     views = []
     for k in range(1, n + 1):
         if k == t:
-            kinds = [kind] + pick_kinds(rng, between(rng, 0, 3), {kind}, near=kind)
+            kinds = [kind] + pick_kinds(rng, between(rng, 0, p.max_objects - 1), {kind}, near=kind)
         else:
-            kinds = pick_kinds(rng, between(rng, 1, 4), near=kind)
+            kinds = pick_kinds(rng, between(rng, 1, p.max_objects), near=kind)
         views.append(scene(rng, p.canvas, kinds))
     target = find(views[t - 1], kind)
     desc = description(rng, target, p.canvas)

@@ -175,7 +175,27 @@ def save_final(trainer, setup: RunSetup, output_dir: str) -> Path:
     return out
 
 
+def wall_clock_callback(minutes: float):
+    """A callback that ends training once ``minutes`` of wall time have passed since training began."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class WallClockBudget(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.deadline = time.monotonic() + 60.0 * minutes
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.monotonic() >= self.deadline:
+                control.should_training_stop = True
+            return control
+
+    return WallClockBudget()
+
+
 def train_and_save(trainer, setup: RunSetup, args) -> Path:
     """Train (from the checkpoint when resuming), then save model, processor and state."""
+    if getattr(args, "max_minutes", None):
+        trainer.add_callback(wall_clock_callback(args.max_minutes))
     trainer.train(resume_from_checkpoint=setup.resume_from)
     return save_final(trainer, setup, args.output_dir)

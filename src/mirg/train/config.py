@@ -81,6 +81,11 @@ class MirgArguments:
         default=False,
         metadata={"help": "Check recipe, data and model folder, report what the run needs, and stop."},
     )
+    max_minutes: float | None = field(
+        default=None,
+        metadata={"help": "Stop training after this many minutes of wall time (then save as usual); "
+                          "max_steps/epochs still set the learning-rate schedule."},
+    )
 
     def __post_init__(self):
         if self.model is None:
@@ -89,6 +94,8 @@ class MirgArguments:
             raise MirgError("no data: pass --data DIR (a trajectories folder) or set `data:` in the recipe")
         if self.max_samples is not None and self.max_samples < 1:
             raise MirgError(f"--max_samples must be at least 1, got {self.max_samples}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise MirgError(f"--max_minutes must be positive, got {self.max_minutes}")
         self.lora_target_modules = split_list(self.lora_target_modules)
         deferred = self._defer_gpu_only_options()
         super().__post_init__()
