@@ -157,6 +157,93 @@ def llava_config(size: TinySize, tokenizer, ids: dict[str, int]):
     )
 
 
+def number_embeddings(values, dim: int, std: float = 0.02):
+    """Sinusoidal embeddings of integer values: nearby numbers start out similar.
+
+    Coordinates are single number tokens; with random embeddings the model first has to discover that
+    417 lies between 416 and 418. Starting from Fourier features of the value (periods from 4 to 4000,
+    each component with the usual init scale) gives the tied input/output embeddings that order at once,
+    so a box that is almost right already scores almost right.
+
+    >>> e = number_embeddings([100, 101, 600], 64)
+    >>> bool(e[0] @ e[1] > e[0] @ e[2])
+    True
+    """
+    import math
+
+    import torch
+
+    half = dim // 2
+    periods = torch.logspace(math.log10(4.0), math.log10(4000.0), half, dtype=torch.float64)
+    angles = torch.tensor(values, dtype=torch.float64)[:, None] * (2 * math.pi / periods)[None, :]
+    features = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    if features.shape[1] < dim:
+        features = torch.nn.functional.pad(features, (0, dim - features.shape[1]))
+    return (features * std * math.sqrt(2)).float()
+
+
+def init_number_embeddings(model, tokenizer) -> int:
+    """Give every single-token integer 0..1000 a sinusoidal embedding; returns how many were set."""
+    import torch
+
+    from mirg.models.tokenizer import MAX_NUMBER_TOKEN
+
+    values = list(range(MAX_NUMBER_TOKEN + 1))
+    ids = tokenizer.convert_tokens_to_ids([str(v) for v in values])
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[torch.tensor(ids)] = number_embeddings(values, weight.shape[1], std=float(weight.std()))
+    return len(ids)
+
+
+def grid_position_embeddings(side: int, dim: int, rms: float = 0.5):
+    """2-D sine/cosine features of a ``side`` x ``side`` grid (row-major), ``dim`` wide, of RMS ``rms``.
+
+    >>> grid_position_embeddings(8, 64).shape
+    torch.Size([64, 64])
+    """
+    import math
+
+    import torch
+
+    quarter = dim // 4
+    freqs = 1.0 / (side ** (torch.arange(quarter, dtype=torch.float64) / max(quarter, 1)))
+    ys, xs = torch.meshgrid(torch.arange(side, dtype=torch.float64), torch.arange(side, dtype=torch.float64),
+                            indexing="ij")
+    parts = []
+    for coord in (ys.reshape(-1), xs.reshape(-1)):
+        angles = coord[:, None] * freqs[None, :] * math.pi
+        parts += [torch.sin(angles), torch.cos(angles)]
+    features = torch.cat(parts, dim=1)
+    if features.shape[1] < dim:
+        features = torch.nn.functional.pad(features, (0, dim - features.shape[1]))
+    return (features * rms * math.sqrt(2)).float()
+
+
+def init_vision_positions(model, family: str) -> bool:
+    """Start the vision tower's learned absolute positions from 2-D sine/cosine features.
+
+    Randomly initialised (std 0.02), the position signal is ~30x weaker than the patch features and a
+    tiny model takes long to find it; a grid it can read from the first step lets it localise early.
+    Returns False for families without an absolute position table (Qwen2-VL, Qwen2.5-VL).
+    """
+    import torch
+
+    if family == "qwen3_vl":
+        table = model.model.visual.pos_embed.weight
+        side = int(round(table.shape[0] ** 0.5))
+        features = grid_position_embeddings(side, table.shape[1])
+    elif family == "llava":
+        table = model.model.vision_tower.embeddings.position_embedding.weight
+        side = int(round((table.shape[0] - 1) ** 0.5))  # row 0 is the class token
+        features = torch.cat([torch.zeros(1, table.shape[1]), grid_position_embeddings(side, table.shape[1])])
+    else:
+        return False
+    with torch.no_grad():
+        table.copy_(features)
+    return True
+
+
 def build_processor(family: str, tokenizer):
     """The processor a tiny model of ``family`` is saved with (PIL image processors: no torchvision needed)."""
     import transformers
@@ -211,6 +298,8 @@ def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0) -> 
     config = CONFIG_BUILDERS[family](SIZES[size], tokenizer, ids)
     torch.manual_seed(seed)
     model = adapter_for(family).model_class()(config)
+    init_number_embeddings(model, tokenizer)
+    init_vision_positions(model, family)
     model.generation_config = GenerationConfig(
         eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"], bos_token_id=None
     )
