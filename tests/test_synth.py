@@ -116,6 +116,17 @@ def test_reference_objects_are_outlined_in_black(every_family):
         ring = pixels[y1 - 3, x1:x2]  # just above the box: the outline (pad 2 px at 112 px, width 2 px)
         assert (ring == 0).all(), s.id
         assert "outlined in black" in s.image_notes[ref["image"] - 1]
+        outlined = [(k, i) for k, objs in enumerate(s.objects, 1) for i, o in enumerate(objs)
+                    if o.attributes.get("outlined")]
+        assert outlined == [(ref["image"], ref["object"])], s.id  # the annotation says which object is marked
+
+
+def test_some_perception_images_outline_one_object(tmp_path):
+    samples = read_manifest(synth(tmp_path, "p", "--n", "60", "--tasks", "perception", "--min-images", "1",
+                                  "--max-images", "1"))
+    marked = [s for s in samples if any(o.attributes.get("outlined") for o in s.objects[0])]
+    assert 5 < len(marked) < 40
+    assert all("outlined in black" in s.image_notes[0] for s in marked)
 
 
 # --- balance -------------------------------------------------------------------------------------------

@@ -214,6 +214,14 @@ def image_paths(index: int, n_images: int) -> list[str]:
     return [f"images/{index:06d}_{k}.png" for k in range(1, n_images + 1)]
 
 
+def object_attributes(obj, canvas: Canvas, outlined: bool) -> dict:
+    """Colour, shape and size word; ``outlined: true`` on the object an outline marks."""
+    attributes = {"color": obj.color, "shape": obj.shape, "size": canvas.size_word(obj.box)}
+    if outlined:
+        attributes["outlined"] = True
+    return attributes
+
+
 def to_sample(built: Built, cfg: SynthConfig, index: int, task: str) -> Sample:
     """The manifest record of ``built``: annotations of every image, notes and the ``hints`` for trajectories."""
     from mirg.data.synth_scene import note
@@ -221,7 +229,7 @@ def to_sample(built: Built, cfg: SynthConfig, index: int, task: str) -> Sample:
     canvas = Canvas(cfg.image_size)
     objects = [
         [ObjectAnn(o.label, tuple(float(v) for v in o.box),  # type: ignore[arg-type]
-                   {"color": o.color, "shape": o.shape, "size": canvas.size_word(o.box)}) for o in view.objects]
+                   object_attributes(o, canvas, o == view.mark)) for o in view.objects]
         for view in built.views
     ]
     reference = None

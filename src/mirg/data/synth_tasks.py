@@ -308,7 +308,10 @@ def build_group_grounding(p: Plan) -> Built:
             kinds = [kind] + pick_kinds(rng, between(rng, 1, 3), {kind}, near=kind)
         else:
             kinds = pick_kinds(rng, between(rng, 2, 4), {kind}, near=kind)
-        views.append(scene(rng, p.canvas, kinds))
+        view = scene(rng, p.canvas, kinds)
+        if rng.random() < OUTLINE_SHARE:  # outlines are part of seeing: the cross-image families mark objects
+            view.mark = view.objects[int(rng.integers(len(view.objects)))]
+        views.append(view)
     target = find(views[t - 1], kind)
     desc = description(rng, target, p.canvas)
     question = choose(rng, [
@@ -467,6 +470,9 @@ def build_multi_view(p: Plan) -> Built:
 
 # --- perception (only on request) -------------------------------------------------------------------
 
+#: Share of perception images with one object outlined (as the marked families outline a reference).
+OUTLINE_SHARE = 1 / 3
+
 
 def build_perception(p: Plan) -> Built:
     """Seeing without cross-image reasoning: list or describe, then locate a named object."""
@@ -478,7 +484,10 @@ def build_perception(p: Plan) -> Built:
             kinds = [kind] + pick_kinds(rng, between(rng, 0, p.max_objects - 1), {kind}, near=kind)
         else:
             kinds = pick_kinds(rng, between(rng, 1, p.max_objects), near=kind)
-        views.append(scene(rng, p.canvas, kinds))
+        view = scene(rng, p.canvas, kinds)
+        if rng.random() < OUTLINE_SHARE:  # outlines are part of seeing: the cross-image families mark objects
+            view.mark = view.objects[int(rng.integers(len(view.objects)))]
+        views.append(view)
     target = find(views[t - 1], kind)
     desc = description(rng, target, p.canvas)
     if n == 1:

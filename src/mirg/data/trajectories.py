@@ -222,10 +222,12 @@ def article(label: str) -> str:
 
 
 def attributes_text(obj: ObjectAnn) -> str:
-    """``" (color red, shape circle)"`` or ``""`` when the object has no attributes."""
+    """``" (color red, shape circle)"`` or ``""`` when the object has no attributes; a true flag is
+    written as its name alone (``outlined``)."""
     if not obj.attributes:
         return ""
-    return " (" + ", ".join(f"{k} {v}" for k, v in obj.attributes.items()) + ")"
+    parts = [k if v is True else f"{k} {v}" for k, v in obj.attributes.items() if v is not False]
+    return " (" + ", ".join(parts) + ")"
 
 
 def note_text(note: str) -> str:
