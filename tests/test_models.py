@@ -95,8 +95,6 @@ def test_registry_knows_each_family_and_explains_unknown_ones():
 def test_folder_errors_are_one_line(tmp_path):
     with pytest.raises(MirgError, match="does not exist"):
         resolve_model_path(tmp_path / "missing")
-    with pytest.raises(MirgError, match="no embedded model"):
-        resolve_model_path("embedded")
     with pytest.raises(MirgError, match="no config.json"):
         adapter_for(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))

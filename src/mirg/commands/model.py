@@ -29,6 +29,74 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     info.add_argument("path", metavar="DIR", help="model folder")
     info.set_defaults(func=run_info)
+    _register_pretrain(model_sub)
+
+
+def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
+    vision = model_sub.add_parser(
+        "pretrain-vision", help="dense perception stage for a tiny model's vision tower",
+        description="Train the vision tower (and projector) of a model with a dense linear head: every image "
+        "token predicts whether an object's centre lies in its cell, the object's colour, shape and box. The "
+        "head is dropped; the tower's features then carry what a language model must learn to put into words. "
+        "DATA is a manifest with object annotations (e.g. `mirg data synth --tasks perception`).",
+    )
+    vision.add_argument("--model", required=True, metavar="DIR", help="model folder to start from")
+    vision.add_argument("--data", required=True, metavar="DATA", help="manifest with object annotations")
+    vision.add_argument("--out", required=True, metavar="DIR", help="folder for the updated model")
+    vision.add_argument("--minutes", type=float, default=5.0, help="wall-time budget (default 5)")
+    vision.add_argument("--learning-rate", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    vision.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
+    vision.add_argument("--seed", type=int, default=0)
+    vision.set_defaults(func=run_pretrain_vision)
+    tiny = model_sub.add_parser(
+        "pretrain-tiny", help="build and pretrain the embedded default base on perception data",
+        description="Build a tiny model and teach it to see: the dense vision stage, then SFT on synthetic "
+        "perception data with a curriculum (one object, scenes of up to four objects, several images). "
+        "Writes the final model, pretrain_summary.json and a model card (README.md) to OUT.",
+    )
+    tiny.add_argument("--out", required=True, metavar="DIR", help="new folder for the model")
+    tiny.add_argument("--minutes", type=float, default=60.0, help="total training wall time (default 60)")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--family", choices=FAMILIES, default="qwen3_vl", help="model family (default qwen3_vl)")
+    tiny.add_argument("--size", choices=("xs", "s", "m"), default="s", help="size preset (default s)")
+    tiny.add_argument("--eval-samples", type=int, default=200, help="held-out samples per evaluation (default 200)")
+    tiny.set_defaults(func=run_pretrain_tiny)
+
+
+def run_pretrain_vision(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from mirg.models.registry import resolve_model_path
+    from mirg.models.vision_pretrain import train_vision
+
+    if args.minutes <= 0:
+        from mirg.errors import MirgError
+
+        raise MirgError(f"--minutes must be positive, got {args.minutes}")
+    result = train_vision(resolve_model_path(args.model), Path(args.data), Path(args.out), args.minutes,
+                          args.learning_rate, args.batch_size, args.seed)
+    print(json.dumps(result.__dict__))
+    return 0
+
+
+def run_pretrain_tiny(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from mirg.models.pretrain import PretrainPlan, run_pretrain
+
+    if args.minutes <= 0 or args.eval_samples < 1:
+        from mirg.errors import MirgError
+
+        raise MirgError(f"--minutes and --eval-samples must be positive, got {args.minutes} and {args.eval_samples}")
+    plan = PretrainPlan(out=Path(args.out), minutes=args.minutes, seed=args.seed, family=args.family, size=args.size,
+                        eval_samples=args.eval_samples)
+    command = "mirg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    summary = run_pretrain(plan, command)
+    print(f"pretrained {args.family} in {summary['train_wall_s'] / 60:.1f} min; model and card in {args.out}")
+    return 0
 
 
 def run_init_tiny(args: argparse.Namespace) -> int:

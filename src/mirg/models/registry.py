@@ -71,14 +71,24 @@ def adapter_for(path_or_model_type: str | Path) -> ModelAdapter:
     return _by_model_type(text)
 
 
+def embedded_model_dir() -> Path:
+    """Where the package keeps its embedded base model (``mirg/assets/embedded``)."""
+    from importlib.resources import files
+
+    return Path(str(files("mirg") / "assets" / "embedded"))
+
+
 def resolve_model_path(name: str | Path) -> Path:
-    """The folder a model name stands for: a local path as is (checked), later also ``embedded``."""
+    """The folder a model name stands for: ``embedded`` (the base shipped with mirg) or a local folder."""
+    if str(name) == EMBEDDED:
+        folder = embedded_model_dir()
+        if not (folder / "config.json").is_file():
+            raise MirgError(
+                f"the embedded model is missing from this installation ({folder}); rebuild it with "
+                "`mirg model pretrain-tiny --out DIR` and pass --model DIR"
+            )
+        return folder
     path = Path(name)
     if path.is_dir():
         return path
-    if str(name) == EMBEDDED:
-        raise MirgError(
-            "no embedded model is shipped yet; build one with `mirg model init-tiny --family qwen2_5_vl --out DIR` "
-            "and pass --model DIR"
-        )
-    raise MirgError(f"model folder {name} does not exist (pass a local folder; nothing is downloaded)")
+    raise MirgError(f"model folder {name} does not exist (pass a local folder or 'embedded'; nothing is downloaded)")

@@ -1,0 +1,81 @@
+"""How well a model lists the objects it sees: labels (colour and shape) and boxes in its reasoning.
+
+Full-detail trajectories list every object as ``<label> [x1, y1, x2, y2]``; this reads those entries
+back from a response and matches them to the annotations (as a multiset over the sample's images).
+
+>>> listed_objects("Objects there: red square [1, 2, 30, 40]; green star [5, 6, 7, 8]. It is at [1, 2, 3, 4].")
+[('red square', (1.0, 2.0, 30.0, 40.0)), ('green star', (5.0, 6.0, 7.0, 8.0))]
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+from mirg.answer import think_block
+from mirg.geometry import CoordSpace, iou
+from mirg.schema import Sample
+
+# Two lower-case words then a bracketed box: no nested quantifiers, so matching stays linear.
+_ENTRY = re.compile(r"\b([a-z]+ [a-z]+) \[(-?\d+(?:\.\d+)?), (-?\d+(?:\.\d+)?), (-?\d+(?:\.\d+)?), (-?\d+(?:\.\d+)?)\]")
+_NOT_LABELS = {"is at", "spans at", "at at"}
+
+
+def listed_objects(text: str) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """``(label, box)`` for every ``label [x1, y1, x2, y2]`` entry of ``text``, in order."""
+    out = []
+    for m in _ENTRY.finditer(text):
+        label = m.group(1)
+        if label in _NOT_LABELS or label.endswith((" is", " at", " spans")):
+            continue
+        out.append((label, tuple(float(m.group(i)) for i in range(2, 6))))
+    return out
+
+
+@dataclass
+class ListingScore:
+    objects: int = 0
+    labels_found: int = 0
+    boxes_found: int = 0
+
+    @property
+    def label_recall(self) -> float:
+        return self.labels_found / self.objects if self.objects else 0.0
+
+    @property
+    def box_recall(self) -> float:
+        return self.boxes_found / self.objects if self.objects else 0.0
+
+
+def score_listing(sample: Sample, response: str, space: CoordSpace) -> ListingScore:
+    """Annotated objects whose label is listed, and those listed with a box of IoU >= 0.5 too.
+
+    With one image, boxes are read in that image's frame; with several, a listed box is matched against
+    each object in its own image (entries carry no image number).
+    """
+    entries = listed_objects(think_block(response))
+    score = ListingScore()
+    available = Counter(label for label, _ in entries)
+    for k, objects in enumerate(sample.objects or [], start=1):
+        size = sample.image_sizes[k - 1]
+        for obj in objects:
+            score.objects += 1
+            if available[obj.label] > 0:
+                available[obj.label] -= 1
+                score.labels_found += 1
+            if any(label == obj.label and iou(space.to_pixels(box, size), obj.bbox) >= 0.5 for label, box in entries):
+                score.boxes_found += 1
+    return score
+
+
+def listing_summary(samples: Sequence[Sample], responses: dict[str, str], space: CoordSpace) -> dict[str, float]:
+    """Label and box recall over every annotated object of ``samples``."""
+    total = ListingScore()
+    for sample in samples:
+        s = score_listing(sample, responses.get(sample.id, ""), space)
+        total.objects += s.objects
+        total.labels_found += s.labels_found
+        total.boxes_found += s.boxes_found
+    return {"objects": total.objects, "label_recall": total.label_recall, "box_recall@0.5": total.box_recall}

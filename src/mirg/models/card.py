@@ -1,0 +1,94 @@
+"""The model card (README.md) written next to a pretrained tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _config_line(folder: Path) -> str:
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    text = config.get("text_config", {})
+    vision = config.get("vision_config", {})
+    return (f"`{config.get('model_type')}`: language model hidden {text.get('hidden_size')}, "
+            f"{text.get('num_hidden_layers')} layers, {text.get('num_attention_heads')} heads, vocabulary "
+            f"{text.get('vocab_size')}; vision tower hidden {vision.get('hidden_size')}, depth "
+            f"{vision.get('depth', vision.get('num_hidden_layers'))}, patch {vision.get('patch_size')}")
+
+
+def _parameters(folder: Path) -> int | None:
+    from safetensors import safe_open
+
+    total = 0
+    for file in folder.glob("*.safetensors"):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                total += _numel(handle.get_slice(key).get_shape())
+    return total or None
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
+    """README.md: architecture, parameters, data and stages, wall time, metrics and the exact command."""
+    plan, metrics = summary["plan"], summary["metrics"]
+    one = metrics.get("perception_one_image", {})
+    two = metrics.get("ten_families_two_images", {})
+    lines = [
+        "# mirg embedded base: a tiny vision-language model that sees and localises",
+        "",
+        "Made by `mirg model pretrain-tiny` from random weights, offline, on a CPU. It stands in for the "
+        "pretrained VLM that MIRG-RL starts from: it perceives and grounds objects in the synthetic "
+        "images, and has never seen the ten cross-image task families (those are what SFT + GRPO teach).",
+        "",
+        f"- Architecture: {_config_line(folder)}",
+        f"- Parameters: {_parameters(folder):,}",
+        f"- Images: {plan['image_size']} px; boxes written as the family's coordinates (see `mirg model info`).",
+        f"- Seed {plan['seed']}; learning rate {plan['learning_rate']}; batch {plan['batch_size']}.",
+        "",
+        "## Stages",
+        "",
+        "| stage | images | objects per image | steps | samples | final loss | wall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for st in summary["stages"]:
+        images = f"{st.get('min_images', '-')}-{st.get('max_images', '-')}"
+        loss = st.get("final_loss")
+        lines.append(f"| {st['stage']} | {images} | ≤{st.get('max_objects', '-')} | {st.get('steps', '-')} | "
+                     f"{st.get('samples', '-')} | {'-' if loss is None else f'{loss:.3f}'} | {st['wall_s']:.0f} s |")
+    lines += [
+        "",
+        f"Training wall time (sum of the stages) {summary['train_wall_s'] / 60:.1f} min; total with data and evaluation "
+        f"{summary['total_wall_s'] / 60:.1f} min; peak memory {summary['peak_rss_mib']:.0f} MiB.",
+        "",
+        "## Held-out evaluation",
+        "",
+        f"- One-image perception ({plan['eval_samples']} samples): acc@0.5 "
+        f"{_pct(one.get('overall', {}).get('pooled_acc@0.5'))}, mIoU {_pct(one.get('overall', {}).get('pooled_mean_iou'))}; "
+        f"objects listed with the right colour and shape {_pct(one.get('listing', {}).get('label_recall'))}, "
+        f"with a box of IoU ≥ 0.5 {_pct(one.get('listing', {}).get('box_recall@0.5'))}.",
+        f"- Nine cross-image task families with two images (object_tracking needs three or more), before any "
+        f"MIRG-RL training: task-mean acc@0.5 "
+        f"{_pct(two.get('overall', {}).get('task_mean_acc@0.5'))}, image accuracy "
+        f"{_pct(two.get('overall', {}).get('pooled_image_acc'))}.",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        summary["command"],
+        "```",
+        "",
+    ]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,189 @@
+"""`mirg model pretrain-tiny`: the embedded default base — a tiny VLM taught to see and localise.
+
+Real MIRG-RL starts from a pretrained VLM that already perceives and grounds single objects. With no
+downloadable weights, the project makes its own small base: a tiny model of the chosen family, trained
+with SFT on the synthetic ``perception`` family only (never the ten cross-image families, which are
+what MIRG-RL's two stages teach), with a curriculum: one object in one image, then scenes of up to four
+objects, then one to three images described in turn. It begins with a dense perception stage for the vision
+tower (`mirg model pretrain-vision`: every image token learns to say whether an object is there, what
+and where), without which a tiny tower learns to localise from next-token loss alone far too slowly.
+Every stage is an ordinary `mirg` command, so the model card can list exactly what was run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mirg.errors import MirgError
+from mirg.pipeline import peak_rss_mib, run_mirg
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One curriculum stage: which perception data, how it is written, and its share of the time."""
+
+    name: str
+    share: float
+    min_images: int
+    max_images: int
+    max_objects: int
+    detail: str
+
+
+#: The dense vision stage (data: one image, up to four objects) and its share of the time.
+VISION_STAGE = Stage("vision", 0.15, 1, 1, 4, "none")
+#: One object alone first (localising is learnt there within minutes), then scenes of up to four objects
+#: (finding the described one among others), then one to three images, so one-image skills stay.
+CURRICULUM = (
+    Stage("one-object", 0.15, 1, 1, 1, "brief"),
+    Stage("scenes", 0.40, 1, 1, 4, "brief"),
+    Stage("several-images", 0.30, 1, 3, 4, "brief"),
+)
+
+
+@dataclass
+class PretrainPlan:
+    out: Path
+    minutes: float = 60.0
+    seed: int = 0
+    family: str = "qwen3_vl"
+    size: str = "s"
+    image_size: int = 112
+    learning_rate: float = 1e-3
+    batch_size: int = 8
+    samples_per_minute: int = 2000  # generated per stage-minute: about one pass
+    vision_samples: int = 8000
+    eval_samples: int = 200
+    stages: tuple[Stage, ...] = CURRICULUM
+    extra: list[str] = field(default_factory=list)
+
+    def work(self, *parts: str) -> Path:
+        return self.out / "work" / Path(*parts)
+
+
+def stage_minutes(plan: PretrainPlan, stage: Stage) -> float:
+    return max(0.1, plan.minutes * stage.share)
+
+
+def make_perception_data(plan: PretrainPlan, stage: Stage, index: int, n: int) -> Path:
+    """Synthetic perception samples for ``stage`` (its own seed and id prefix); returns the folder."""
+    data = plan.work("data", stage.name)
+    if not (data / "manifest.jsonl").is_file():
+        run_mirg(["data", "synth", "--out", str(data), "--n", str(n), "--seed", str(plan.seed * 100 + index),
+                  "--tasks", "perception", "--min-images", str(stage.min_images), "--max-images",
+                  str(stage.max_images), "--max-objects", str(stage.max_objects), "--image-size",
+                  str(plan.image_size), "--id-prefix", f"pt{index}", "--overwrite"],
+                 plan.work("logs", f"synth_{stage.name}.txt"), quiet=True)
+    return data
+
+
+def make_stage_data(plan: PretrainPlan, stage: Stage, coords: str, index: int) -> Path:
+    """Synthetic perception data for ``stage`` and its trajectories (in ``coords``); returns the latter."""
+    n = max(200, int(stage_minutes(plan, stage) * plan.samples_per_minute))
+    data, traj = make_perception_data(plan, stage, index, n), plan.work("traj", stage.name)
+    if not (traj / "sft.jsonl").is_file():
+        run_mirg(["data", "trajectories", "--data", str(data), "--out", str(traj), "--detail", stage.detail,
+                  "--coords", coords], plan.work("logs", f"traj_{stage.name}.txt"), quiet=True)
+    return traj
+
+
+def train_stage(plan: PretrainPlan, stage: Stage, model: Path, traj: Path, out: Path) -> dict[str, Any]:
+    """SFT for the stage's share of the time; returns what the card reports about it."""
+    start = time.monotonic()
+    if not (out / "trainer_state.json").is_file():
+        run_mirg(["sft", "--model", str(model), "--data", str(traj), "--output_dir", str(out),
+                  "--max_minutes", str(stage_minutes(plan, stage)), "--max_steps", "1000000",
+                  "--learning_rate", str(plan.learning_rate), "--lr_scheduler_type", "constant_with_warmup",
+                  "--warmup_steps", "20", "--per_device_train_batch_size", str(plan.batch_size),
+                  "--logging_steps", "50", "--save_strategy", "no", "--report_to", "tensorboard",
+                  "--seed", str(plan.seed), *plan.extra], plan.work("logs", f"sft_{stage.name}.txt"))
+    state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
+    losses = [row["loss"] for row in state["log_history"] if "loss" in row]
+    runtime = [row["train_runtime"] for row in state["log_history"] if "train_runtime" in row]
+    return {"stage": stage.name, **asdict(stage), "steps": state["global_step"],
+            "samples": state["global_step"] * plan.batch_size, "final_loss": losses[-1] if losses else None,
+            "wall_s": round(runtime[-1] if runtime else time.monotonic() - start, 1)}
+
+
+def vision_stage(plan: PretrainPlan, init: Path) -> Path:
+    """The dense perception stage for the vision tower; returns the updated model folder."""
+    stage = VISION_STAGE
+    minutes = stage_minutes(plan, stage)
+    data = make_perception_data(plan, stage, 0, plan.vision_samples)
+    out = plan.work("stages", "0_vision")
+    if not (out / "vision_stage.json").is_file():
+        run_mirg(["model", "pretrain-vision", "--model", str(init), "--data", str(data), "--out", str(out),
+                  "--minutes", str(minutes), "--seed", str(plan.seed)], plan.work("logs", "vision.txt"))
+    return out
+
+
+def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
+    """acc@0.5 and object listing on held-out one-image perception; the ten families at two images."""
+    from mirg.eval.perception import listing_summary
+    from mirg.models.registry import adapter_for
+    from mirg.predictions import read_predictions_jsonl
+    from mirg.schema import read_manifest
+
+    results: dict[str, Any] = {}
+    from mirg.data.synth_tasks import DEFAULT_TASKS
+
+    two_image_tasks = ",".join(t for t in DEFAULT_TASKS if t != "object_tracking")  # tracking needs 3+ images
+    sets = {"perception_one_image": ["--tasks", "perception", "--min-images", "1", "--max-images", "1"],
+            "ten_families_two_images": ["--tasks", two_image_tasks, "--min-images", "2", "--max-images", "2"]}
+    for name, flags in sets.items():
+        data, run = plan.work("eval", name, "data"), plan.work("eval", name, "run")
+        if not (data / "manifest.jsonl").is_file():
+            run_mirg(["data", "synth", "--out", str(data), "--n", str(plan.eval_samples), "--seed",
+                      str(90_000 + plan.seed), "--image-size", str(plan.image_size), "--id-prefix", "heldout",
+                      "--overwrite", *flags], plan.work("logs", f"synth_eval_{name}.txt"), quiet=True)
+        run_mirg(["eval", "--model", str(model), "--data", str(data), "--out", str(run), "--batch-size", "16"],
+                 plan.work("logs", f"eval_{name}.txt"))
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        results[name] = {"overall": metrics["overall"], "tasks": {t: m["acc@0.5"] for t, m in metrics["tasks"].items()}}
+        if name.startswith("perception"):
+            responses = read_predictions_jsonl(run / "predictions.jsonl")
+            space = adapter_for(model).coord_space()
+            results[name]["listing"] = listing_summary(read_manifest(data), responses, space)
+    return results
+
+
+def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
+    """Build the tiny model, run the curriculum, evaluate, and leave the final model + card in ``out``."""
+    from mirg.models.card import write_model_card
+    from mirg.models.registry import adapter_for
+
+    if plan.out.exists() and (plan.out / "config.json").exists():
+        raise MirgError(f"{plan.out} already holds a model; choose a new --out folder")
+    start = time.monotonic()
+    init = plan.work("init")
+    if not (init / "config.json").is_file():
+        run_mirg(["model", "init-tiny", "--family", plan.family, "--size", plan.size, "--seed", str(plan.seed),
+                  "--out", str(init)], plan.work("logs", "init.txt"), quiet=True)
+    coords = adapter_for(init).coords
+    model = vision_stage(plan, init)
+    vision = json.loads((model / "vision_stage.json").read_text(encoding="utf-8"))
+    stages = [{"stage": "vision (dense head)", **asdict(VISION_STAGE), "steps": vision["steps"],
+               "samples": vision["images"], "final_loss": round(sum(vision["last_losses"].values()), 4),
+               "wall_s": vision["wall_s"], "heldout": vision["heldout"]}]
+    for index, stage in enumerate(plan.stages, start=1):
+        traj = make_stage_data(plan, stage, coords, index)
+        out = plan.work("stages", f"{index}_{stage.name}")
+        stages.append(train_stage(plan, stage, model, traj, out))
+        model = out
+    train_wall = sum(st["wall_s"] for st in stages)
+    metrics = evaluate_base(plan, model)
+    for item in model.iterdir():
+        if item.is_file() and item.name != "trainer_state.json" and not item.name.startswith("training_args"):
+            shutil.copy2(item, plan.out / item.name)
+    summary = {"command": command, "plan": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(plan).items()
+                                             if k != "stages"},
+               "stages": stages, "metrics": metrics, "train_wall_s": round(train_wall, 1),
+               "total_wall_s": round(time.monotonic() - start, 1), "peak_rss_mib": round(peak_rss_mib(), 1)}
+    (plan.out / "pretrain_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_model_card(plan.out, summary)
+    return summary

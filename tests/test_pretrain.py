@@ -1,0 +1,72 @@
+"""The embedded base: the dense vision stage, `pretrain-tiny` end to end, and `embedded` offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from mirg.answer import check_strict
+from mirg.models.registry import embedded_model_dir, resolve_model_path
+
+# Offline: nothing may come from a model hub.
+ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def mirg(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mirg", *args], capture_output=True, text=True, env=ENV,
+                          timeout=timeout)
+
+
+def test_vision_stage_trains_the_tower_only_and_reports_heldout_scores(tmp_path):
+    assert mirg("model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--out", str(tmp_path / "m")).returncode == 0
+    assert mirg("data", "synth", "--out", str(tmp_path / "d"), "--n", "300", "--tasks", "perception",
+                "--min-images", "1", "--max-images", "1", "--image-size", "112").returncode == 0
+    proc = mirg("model", "pretrain-vision", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d"),
+                "--out", str(tmp_path / "v"), "--minutes", "0.05", "--batch-size", "16")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "v" / "vision_stage.json").read_text())
+    assert report["steps"] >= 1 and set(report["heldout"]) == {"objectness_acc", "outlined_acc", "color_acc", "shape_acc", "box_mean_iou"}
+    before, after = load_file(str(tmp_path / "m" / "model.safetensors")), load_file(str(tmp_path / "v" / "model.safetensors"))
+    changed = {k for k in before if not (before[k] == after[k]).all()}
+    assert changed and all(".visual." in k for k in changed)  # the language model is untouched
+
+
+def test_pretrain_tiny_runs_end_to_end(tmp_path):
+    out = tmp_path / "base"
+    proc = mirg("model", "pretrain-tiny", "--out", str(out), "--minutes", "1", "--size", "xs", "--eval-samples", "12")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "pretrain_summary.json").read_text())
+    assert [s["stage"] for s in summary["stages"]] == ["vision (dense head)", "one-object", "scenes", "several-images"]
+    assert set(summary["metrics"]) == {"perception_one_image", "ten_families_two_images"}
+    card = (out / "README.md").read_text()
+    assert "mirg model pretrain-tiny --out" in card and "## Held-out evaluation" in card
+    assert resolve_model_path(out) == out and (out / "model.safetensors").is_file()
+
+
+def test_pretrain_refuses_a_folder_holding_a_model(tmp_path):
+    assert mirg("model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--out", str(tmp_path / "m")).returncode == 0
+    proc = mirg("model", "pretrain-tiny", "--out", str(tmp_path / "m"), "--minutes", "1")
+    assert proc.returncode == 2 and "already holds a model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_embedded_resolves_and_loads_offline():
+    folder = resolve_model_path("embedded")
+    assert folder == embedded_model_dir() and (folder / "README.md").is_file()
+    assert (folder / "model.safetensors").stat().st_size < 25 * 2**20
+
+
+def test_embedded_answers_a_perception_sample_in_the_strict_format(tmp_path):
+    assert mirg("data", "synth", "--out", str(tmp_path / "d"), "--n", "4", "--seed", "3", "--tasks", "perception",
+                "--min-images", "1", "--max-images", "1", "--image-size", "112").returncode == 0
+    proc = mirg("eval", "--model", "embedded", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"),
+                "--batch-size", "4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "r" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    for row in rows:
+        check_strict(row["response"], 1)  # raises with the reason if not strict
