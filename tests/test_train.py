@@ -132,11 +132,15 @@ def test_sft_resume_continues_the_step_count(sft_run, tiny, trajectories, tmp_pa
     assert (run / "checkpoint-6").is_dir()
 
 
-def test_sft_stops_at_the_wall_clock_budget_and_still_saves(tiny, trajectories, tmp_path):
+def test_sft_stops_at_the_wall_clock_budget_and_still_saves(tiny, trajectories, tmp_path, capfd):
     out = tmp_path / "budget"
-    assert sft(tiny, trajectories, out, "--max_steps", "500", "--max_minutes", "0.0001", *QUIET) == 0
+    assert sft(tiny, trajectories, out, "--max_steps", "500", "--max_minutes", "0.0001", "--report_to", "none",
+               "--logging_steps", "1") == 0
     assert state(out)["global_step"] == 1  # the budget is checked after every step
     reloads(out)
+    captured = capfd.readouterr()
+    assert "training (0.0001 min budget)" in captured.err and "/500" not in captured.err  # a bar against the clock
+    assert "'loss'" in captured.out  # and the logs still show
 
 
 def test_sft_loss_is_on_the_assistant_turn_only(tiny, trajectories, tmp_path):
@@ -256,12 +260,12 @@ def test_default_recipe_is_tiny_cpu_and_flags_override_it(tiny, trajectories, tm
     from mirg.train.config import GRPOArguments, parse_arguments
 
     args = parse_arguments(GRPOArguments, ["--model", str(tiny), "--data", str(trajectories), "--output_dir",
-                                           str(tmp_path), "--learning_rate", "5e-5", "--rewards", "format,object",
+                                           str(tmp_path), "--learning_rate", "3e-5", "--rewards", "format,object",
                                            "--reward_weights=1,0.5", "--object_reward_mode", "iou@0.5",
                                            "--loss_type", "dr_grpo", "--beta", "0.1", "--temperature", "0.7",
                                            "--use_vllm", "--vllm_mode", "server"], "grpo")
-    assert args.learning_rate == 5e-5  # flag beats the recipe's 1e-4
-    assert args.num_generations == 4 and args.max_completion_length == 64  # from recipes/tiny-cpu/grpo.yaml
+    assert args.learning_rate == 3e-5  # the flag beats the recipe's 5e-5
+    assert args.num_generations == 4 and args.max_completion_length == 256  # from recipes/tiny-cpu/grpo.yaml
     assert args.rewards == ["format", "object"] and args.reward_weights == [1.0, 0.5]
     assert (args.object_reward_mode, args.loss_type, args.beta, args.temperature) == ("iou@0.5", "dr_grpo", 0.1, 0.7)
     assert args.use_vllm and args.vllm_mode == "server"

@@ -175,20 +175,44 @@ def save_final(trainer, setup: RunSetup, output_dir: str) -> Path:
     return out
 
 
-def wall_clock_callback(minutes: float):
-    """A callback that ends training once ``minutes`` of wall time have passed since training began."""
+def wall_clock_callback(minutes: float, show_progress: bool):
+    """A callback that ends training once ``minutes`` of wall time have passed since training began.
+
+    With ``show_progress`` it also draws the progress bar against the clock (the step count is open-ended
+    under a time budget, so a bar over steps would show a meaningless total) and prints the logs.
+    """
     import time
 
+    from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
     class WallClockBudget(TrainerCallback):
+        bar = None
+
         def on_train_begin(self, args, state, control, **kwargs):
-            self.deadline = time.monotonic() + 60.0 * minutes
+            self.start = time.monotonic()
+            self.deadline = self.start + 60.0 * minutes
+            if show_progress and state.is_local_process_zero:
+                self.bar = tqdm(total=round(60.0 * minutes), unit="s", desc=f"training ({minutes:g} min budget)",
+                                bar_format="{l_bar}{bar}| {n}/{total} s{postfix}")
 
         def on_step_end(self, args, state, control, **kwargs):
-            if time.monotonic() >= self.deadline:
+            now = time.monotonic()
+            if self.bar is not None:
+                self.bar.n = min(self.bar.total, round(now - self.start))
+                self.bar.set_postfix(step=state.global_step, refresh=True)
+            if now >= self.deadline:
                 control.should_training_stop = True
             return control
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.bar is not None and logs:
+                self.bar.write(str({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in logs.items()}))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
 
     return WallClockBudget()
 
@@ -196,6 +220,11 @@ def wall_clock_callback(minutes: float):
 def train_and_save(trainer, setup: RunSetup, args) -> Path:
     """Train (from the checkpoint when resuming), then save model, processor and state."""
     if getattr(args, "max_minutes", None):
-        trainer.add_callback(wall_clock_callback(args.max_minutes))
+        from transformers.trainer_callback import ProgressCallback
+
+        show = not args.disable_tqdm
+        if show:
+            trainer.remove_callback(ProgressCallback)  # replaced by the bar against the clock
+        trainer.add_callback(wall_clock_callback(args.max_minutes, show))
     trainer.train(resume_from_checkpoint=setup.resume_from)
     return save_final(trainer, setup, args.output_dir)
