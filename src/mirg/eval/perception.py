@@ -1,7 +1,8 @@
 """How well a model lists the objects it sees: labels (colour and shape) and boxes in its reasoning.
 
-Full-detail trajectories list every object as ``<label> [x1, y1, x2, y2]``; this reads those entries
-back from a response and matches them to the annotations (as a multiset over the sample's images).
+Every trajectory describes each image in one sentence (``Image 2 shows a small red circle and a large
+blue star on a gray background.``); full-detail ones also list every object as ``<label> [x1, y1, x2, y2]``.
+This reads both back from a response and matches them to the annotations (as multisets per sample).
 
 >>> listed_objects("Objects there: red square [1, 2, 30, 40]; green star [5, 6, 7, 8]. It is at [1, 2, 3, 4].")
 [('red square', (1.0, 2.0, 30.0, 40.0)), ('green star', (5.0, 6.0, 7.0, 8.0))]
@@ -23,6 +24,26 @@ _ENTRY = re.compile(r"\b([a-z]+ [a-z]+) \[(-?\d+(?:\.\d+)?), (-?\d+(?:\.\d+)?), 
 _NOT_LABELS = {"is at", "spans at", "at at"}
 
 
+# The per-image sentence of the templates (mirg.data.trajectories.SUMMARY), up to its full stop.
+_DESCRIPTION = re.compile(r"(?:Image \d+ shows|In image \d+ I see|Image \d+:) ([^.<]*)")
+
+
+def described_text(text: str) -> str:
+    """The per-image description sentences of ``text`` joined (the part that says what each image holds).
+
+    >>> described_text("Image 1 shows a small red square on a white background. The red square is at [1, 2, 3, 4].")
+    'a small red square on a white background'
+    """
+    return " | ".join(m.group(1) for m in _DESCRIPTION.finditer(text))
+
+
+def count_labels(text: str, labels: set[str]) -> Counter:
+    """How often each of ``labels`` (two-word ``colour shape`` labels) occurs in ``text`` as whole words."""
+    words = re.findall(r"[a-z]+", text.lower())
+    pairs = Counter(f"{a} {b}" for a, b in zip(words, words[1:]))
+    return Counter({label: pairs[label] for label in labels if pairs[label]})
+
+
 def listed_objects(text: str) -> list[tuple[str, tuple[float, float, float, float]]]:
     """``(label, box)`` for every ``label [x1, y1, x2, y2]`` entry of ``text``, in order."""
     out = []
@@ -39,6 +60,8 @@ class ListingScore:
     objects: int = 0
     labels_found: int = 0
     boxes_found: int = 0
+    described_found: int = 0  # objects whose colour and shape the image descriptions name
+    described_total: int = 0  # label mentions in the descriptions (precision's denominator)
 
     @property
     def label_recall(self) -> float:
@@ -49,14 +72,20 @@ class ListingScore:
         return self.boxes_found / self.objects if self.objects else 0.0
 
 
-def score_listing(sample: Sample, response: str, space: CoordSpace) -> ListingScore:
+def score_listing(sample: Sample, response: str, space: CoordSpace, vocabulary: set[str] | frozenset = frozenset()) -> ListingScore:
     """Annotated objects whose label is listed, and those listed with a box of IoU >= 0.5 too.
 
     With one image, boxes are read in that image's frame; with several, a listed box is matched against
-    each object in its own image (entries carry no image number).
+    each object in its own image (entries carry no image number). ``vocabulary`` — every label the data
+    uses — lets wrong labels in the descriptions count against their precision.
     """
-    entries = listed_objects(think_block(response))
+    think = think_block(response)
+    entries = listed_objects(think)
     score = ListingScore()
+    annotated = Counter(o.label for objects in (sample.objects or []) for o in objects)
+    described = count_labels(described_text(think), set(annotated) | set(vocabulary))
+    score.described_found = sum(min(n, described[label]) for label, n in annotated.items())
+    score.described_total = sum(described.values())
     available = Counter(label for label, _ in entries)
     for k, objects in enumerate(sample.objects or [], start=1):
         size = sample.image_sizes[k - 1]
@@ -72,10 +101,12 @@ def score_listing(sample: Sample, response: str, space: CoordSpace) -> ListingSc
 
 def listing_summary(samples: Sequence[Sample], responses: dict[str, str], space: CoordSpace) -> dict[str, float]:
     """Label and box recall over every annotated object of ``samples``."""
+    vocabulary = {o.label for sample in samples for objects in (sample.objects or []) for o in objects}
     total = ListingScore()
     for sample in samples:
-        s = score_listing(sample, responses.get(sample.id, ""), space)
-        total.objects += s.objects
-        total.labels_found += s.labels_found
-        total.boxes_found += s.boxes_found
-    return {"objects": total.objects, "label_recall": total.label_recall, "box_recall@0.5": total.box_recall}
+        s = score_listing(sample, responses.get(sample.id, ""), space, vocabulary)
+        for name in ("objects", "labels_found", "boxes_found", "described_found", "described_total"):
+            setattr(total, name, getattr(total, name) + getattr(s, name))
+    return {"objects": total.objects, "label_recall": total.label_recall, "box_recall@0.5": total.box_recall,
+            "described_recall": total.described_found / total.objects if total.objects else 0.0,
+            "described_precision": total.described_found / total.described_total if total.described_total else 0.0}

@@ -75,8 +75,9 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         "",
         f"- One-image perception ({plan['eval_samples']} samples): acc@0.5 "
         f"{_pct(one.get('overall', {}).get('pooled_acc@0.5'))}, mIoU {_pct(one.get('overall', {}).get('pooled_mean_iou'))}; "
-        f"objects listed with the right colour and shape {_pct(one.get('listing', {}).get('label_recall'))}, "
-        f"with a box of IoU ≥ 0.5 {_pct(one.get('listing', {}).get('box_recall@0.5'))}.",
+        f"objects whose colour and shape its image description names "
+        f"{_pct(one.get('listing', {}).get('described_recall'))} (of the labels it names, "
+        f"{_pct(one.get('listing', {}).get('described_precision'))} are right).",
         f"- Nine cross-image task families with two images (object_tracking needs three or more), before any "
         f"MIRG-RL training: task-mean acc@0.5 "
         f"{_pct(two.get('overall', {}).get('task_mean_acc@0.5'))}, image accuracy "
