@@ -244,7 +244,7 @@ def train_vision(model_dir: Path, data: Path, out: Path, minutes: float, lr: flo
     optimizer = torch.optim.AdamW(vision + list(head.parameters()), lr=lr, weight_decay=0.01)
     deadline, start = time.monotonic() + 60 * minutes, time.monotonic()
     steps, seen, losses = 0, 0, {}
-    bar = tqdm(desc="vision stage", unit="img", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(desc="vision stage", unit="img", disable=not progress, dynamic_ncols=True, mininterval=1.0)
     model.train()
     while time.monotonic() < deadline:
         batch = [train[(seen + i) % len(train)] for i in range(batch_size)]
@@ -256,7 +256,7 @@ def train_vision(model_dir: Path, data: Path, out: Path, minutes: float, lr: flo
         optimizer.step()
         steps, seen = steps + 1, seen + batch_size
         bar.update(batch_size)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
     bar.close()
     model.eval()
     scores = evaluate_head(features, head, test, root, space)

@@ -199,8 +199,10 @@ def wall_clock_callback(minutes: float, show_progress: bool):
         def on_step_end(self, args, state, control, **kwargs):
             now = time.monotonic()
             if self.bar is not None:
-                self.bar.n = min(self.bar.total, round(now - self.start))
-                self.bar.set_postfix(step=state.global_step, refresh=True)
+                elapsed = min(self.bar.total, round(now - self.start))
+                if elapsed > self.bar.n:  # at most one redraw a second, also into a log file
+                    self.bar.set_postfix(step=state.global_step, refresh=False)
+                    self.bar.update(elapsed - self.bar.n)
             if now >= self.deadline:
                 control.should_training_stop = True
             return control
