@@ -120,7 +120,7 @@ def dataset(tmp_path_factory) -> Path:
     "coords,extra",
     [("pixel", []), ("norm1000", []), ("norm1", []), ("resized", ["--max-pixels", "20000", "--min-pixels", "3136"])],
 )
-@pytest.mark.parametrize("detail", ["brief", "full"])
+@pytest.mark.parametrize("detail", ["answer", "brief", "full"])
 def test_template_answers_score_perfectly(dataset, tmp_path, coords, extra, detail):
     out = tmp_path / "out"
     argv = ["data", "trajectories", "--data", str(dataset), "--out", str(out), "--coords", coords, "--detail", detail]
@@ -132,6 +132,16 @@ def test_template_answers_score_perfectly(dataset, tmp_path, coords, extra, deta
         assert m["acc@0.5"] == 1.0, task
         assert m["image_acc"] == 1.0, task
         assert m["format_rate"] == 1.0, task
+
+
+def test_answer_detail_only_names_the_target_image(dataset, tmp_path):
+    out = tmp_path / "answer"
+    assert main(["data", "trajectories", "--data", str(dataset), "--out", str(out), "--detail", "answer"]) == 0
+    samples = {s.id: s for s in read_manifest(dataset)}
+    for row in read_jsonl(out / "sft.jsonl"):
+        text = row["completion"][0]["content"][0]["text"]
+        think = text[len("<think>"):text.index("</think>")]
+        assert think.endswith(f" is in image {samples[row['id']].target.image}.") and "[" not in think, text
 
 
 def test_files_have_the_exact_formats(dataset, tmp_path):

@@ -42,7 +42,7 @@ from mirg.prompts import user_message
 from mirg.schema import ObjectAnn, Sample, check_image_files, manifest_path, read_manifest
 
 Warn = Callable[[str], None]
-DETAILS = ("brief", "full")
+DETAILS = ("answer", "brief", "full")
 SFT_FILE, RL_FILE, README_FILE = "sft.jsonl", "rl.jsonl", "README.md"
 #: IoU an answer's box must reach against the manifest's box for a trajectory to be kept.
 MIN_IOU = 0.5
@@ -59,7 +59,9 @@ class TrajectoryOptions:
     """What the text is written in: the coordinate space of boxes and how much of the scene is listed.
 
     ``detail="brief"`` names only the reference and the target; ``"full"`` lists every object of every
-    image with its box (dense object-level supervision, which small models need to learn to localise).
+    image with its box (dense object-level supervision, which small models need to learn to localise);
+    ``"answer"`` only names the target image before the answer (the shortest path from the image to the
+    box: how a tiny model first learns to localise at all).
     """
 
     coords: CoordSpace = field(default_factory=CoordSpace)
@@ -337,6 +339,9 @@ def locate_step(sample: Sample, plan: Plan, opts: TrajectoryOptions) -> list[str
 def template_think(sample: Sample, opts: TrajectoryOptions) -> str:
     """The reasoning of a template trajectory: steps (a)-(d), those the annotations allow."""
     plan = make_plan(sample)
+    if opts.detail == "answer":
+        the_label = f"the {plan.target.label}" if plan.target is not None else "the object"
+        return f"{the_label[0].upper() + the_label[1:]} is in image {sample.target.image}."
     parts = summary_step(sample, opts) + reference_step(sample, plan, opts)
     parts += decide_step(sample, plan) + locate_step(sample, plan, opts)
     return " ".join(parts)
