@@ -43,6 +43,10 @@ def test_pretrain_tiny_runs_end_to_end(tmp_path):
     summary = json.loads((out / "pretrain_summary.json").read_text())
     assert [s["stage"] for s in summary["stages"]] == ["vision (dense head)", "one-object", "scenes", "several-images"]
     assert set(summary["metrics"]) == {"perception_one_image", "ten_families_two_images"}
+    outputs = [row["stage_output"] for row in summary["selection"]]
+    assert outputs == ["1_one-object", "2_scenes", "3_several-images"] and summary["selected"] in outputs
+    best = max(row["validation_acc@0.5"] for row in summary["selection"])
+    assert dict((r["stage_output"], r["validation_acc@0.5"]) for r in summary["selection"])[summary["selected"]] == best
     card = (out / "README.md").read_text()
     assert "mirg model pretrain-tiny --out" in card and "## Held-out evaluation" in card
     assert resolve_model_path(out) == out and (out / "model.safetensors").is_file()

@@ -66,10 +66,15 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         loss = st.get("final_loss")
         lines.append(f"| {st['stage']} | {images} | ≤{st.get('max_objects', '-')} | {st.get('steps', '-')} | "
                      f"{st.get('samples', '-')} | {'-' if loss is None else f'{loss:.3f}'} | {st['wall_s']:.0f} s |")
+    if summary.get("selection"):
+        picked = ", ".join(f"{row['stage_output']} {_pct(row['validation_acc@0.5'])}" for row in summary["selection"])
+        lines += ["", f"Shipped: the output of `{summary['selected']}`, the stage with the best acc@0.5 on 100 "
+                      f"validation samples of one-image perception ({picked})."]
     lines += [
         "",
         f"Training wall time (sum of the stages) {summary['train_wall_s'] / 60:.1f} min; total with data and evaluation "
         f"{summary['total_wall_s'] / 60:.1f} min; peak memory {summary['peak_rss_mib']:.0f} MiB.",
+        *([summary["history"]] if summary.get("history") else []),
         "",
         "## Held-out evaluation",
         "",

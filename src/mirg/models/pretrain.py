@@ -7,7 +7,9 @@ what MIRG-RL's two stages teach), with a curriculum: one object in one image, th
 objects, then one to three images described in turn. It begins with a dense perception stage for the vision
 tower (`mirg model pretrain-vision`: every image token learns to say whether an object is there, what
 and where), without which a tiny tower learns to localise from next-token loss alone far too slowly.
-Every stage is an ordinary `mirg` command, so the model card can list exactly what was run.
+Every stage is an ordinary `mirg` command, so the model card can list exactly what was run. The stage
+output that localises best on a validation set is the one kept; a rerun of the same command continues
+an interrupted run (finished stages are not trained again).
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ VISION_STAGE = Stage("vision", 0.15, 1, 1, 4, "none")
 #: follows the image closely, and barely at all behind a paragraph of reasoning), then scenes of up to
 #: four objects described in brief trajectories, then one to three images, so one-image skills stay.
 CURRICULUM = (
-    Stage("one-object", 0.15, 1, 1, 1, "answer"),
-    Stage("scenes", 0.45, 1, 1, 4, "brief"),
-    Stage("several-images", 0.25, 1, 3, 4, "brief"),
+    Stage("one-object", 0.35, 1, 1, 1, "answer"),
+    Stage("scenes", 0.30, 1, 1, 4, "brief"),
+    Stage("several-images", 0.20, 1, 3, 4, "brief"),
 )
 
 
@@ -60,6 +62,7 @@ class PretrainPlan:
     samples_per_minute: int = 2000  # generated per stage-minute: about one pass
     vision_samples: int = 8000
     eval_samples: int = 200
+    validation_samples: int = 100
     stages: tuple[Stage, ...] = CURRICULUM
     extra: list[str] = field(default_factory=list)
 
@@ -123,6 +126,35 @@ def vision_stage(plan: PretrainPlan, init: Path) -> Path:
     return out
 
 
+def heldout_data(plan: PretrainPlan, name: str, seed: int, n: int, flags: list[str]) -> Path:
+    """A held-out synthetic set (its own seed, never trained on); returns its folder."""
+    data = plan.work("eval", name, "data")
+    if not (data / "manifest.jsonl").is_file():
+        run_mirg(["data", "synth", "--out", str(data), "--n", str(n), "--seed", str(seed), "--image-size",
+                  str(plan.image_size), "--id-prefix", name, "--overwrite", *flags],
+                 plan.work("logs", f"synth_eval_{name}.txt"), quiet=True)
+    return data
+
+
+ONE_IMAGE = ["--tasks", "perception", "--min-images", "1", "--max-images", "1"]
+
+
+def select_stage(plan: PretrainPlan, outputs: list[Path]) -> tuple[Path, list[dict[str, Any]]]:
+    """The stage output with the best acc@0.5 on a validation set of one-image perception (not the test
+    set the card reports): later stages can trade localising for describing, and the base must localise."""
+    data = heldout_data(plan, "validation", 80_000 + plan.seed, plan.validation_samples, ONE_IMAGE)
+    scores = []
+    for model in outputs:
+        run = plan.work("eval", "validation", model.name)
+        if not (run / "metrics.json").is_file():
+            run_mirg(["eval", "--model", str(model), "--data", str(data), "--out", str(run), "--batch-size", "16"],
+                     plan.work("logs", f"eval_validation_{model.name}.txt"), quiet=True)
+        overall = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["overall"]
+        scores.append({"stage_output": model.name, "validation_acc@0.5": overall["pooled_acc@0.5"]})
+    best = max(range(len(outputs)), key=lambda i: (scores[i]["validation_acc@0.5"], i))
+    return outputs[best], scores
+
+
 def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
     """acc@0.5 and object listing on held-out one-image perception; the ten families at two images."""
     from mirg.eval.perception import listing_summary
@@ -134,7 +166,7 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
     from mirg.data.synth_tasks import DEFAULT_TASKS
 
     two_image_tasks = ",".join(t for t in DEFAULT_TASKS if t != "object_tracking")  # tracking needs 3+ images
-    sets = {"perception_one_image": ["--tasks", "perception", "--min-images", "1", "--max-images", "1"],
+    sets = {"perception_one_image": ONE_IMAGE,
             "ten_families_two_images": ["--tasks", two_image_tasks, "--min-images", "2", "--max-images", "2"]}
     for name, flags in sets.items():
         data, run = plan.work("eval", name, "data"), plan.work("eval", name, "run")
@@ -142,6 +174,9 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
             run_mirg(["data", "synth", "--out", str(data), "--n", str(plan.eval_samples), "--seed",
                       str(90_000 + plan.seed), "--image-size", str(plan.image_size), "--id-prefix", "heldout",
                       "--overwrite", *flags], plan.work("logs", f"synth_eval_{name}.txt"), quiet=True)
+        if (run / "metrics.json").is_file() and json.loads((run / "metrics.json").read_text())["overall"].get(
+                "model") != str(model):
+            shutil.rmtree(run)  # made for another stage's model
         run_mirg(["eval", "--model", str(model), "--data", str(data), "--out", str(run), "--batch-size", "16"],
                  plan.work("logs", f"eval_{name}.txt"))
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
@@ -171,19 +206,22 @@ def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     stages = [{"stage": "vision (dense head)", **asdict(VISION_STAGE), "steps": vision["steps"],
                "samples": vision["images"], "final_loss": round(sum(vision["last_losses"].values()), 4),
                "wall_s": vision["wall_s"], "heldout": vision["heldout"]}]
+    outputs = []
     for index, stage in enumerate(plan.stages, start=1):
         traj = make_stage_data(plan, stage, coords, index)
         out = plan.work("stages", f"{index}_{stage.name}")
         stages.append(train_stage(plan, stage, model, traj, out))
         model = out
+        outputs.append(out)
     train_wall = sum(st["wall_s"] for st in stages)
+    model, selection = select_stage(plan, outputs)
     metrics = evaluate_base(plan, model)
     for item in model.iterdir():
         if item.is_file() and item.name != "trainer_state.json" and not item.name.startswith("training_args"):
             shutil.copy2(item, plan.out / item.name)
     summary = {"command": command, "plan": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(plan).items()
                                              if k != "stages"},
-               "stages": stages, "metrics": metrics, "train_wall_s": round(train_wall, 1),
+               "stages": stages, "selection": selection, "selected": model.name, "metrics": metrics, "train_wall_s": round(train_wall, 1),
                "total_wall_s": round(time.monotonic() - start, 1), "peak_rss_mib": round(peak_rss_mib(), 1)}
     (plan.out / "pretrain_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     write_model_card(plan.out, summary)
