@@ -28,15 +28,11 @@ browser:
 		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
 		|| echo "note: could not install chromium; the HTML report browser test will be skipped"
 
-PARITY := ../shared/parity/mig-bench
-
-# Until the full train-and-evaluate demo lands, the demo scores the MIG-Bench parity data.
+# The whole method on the embedded base: data, trajectories, SFT, GRPO, evaluation of every stage.
+# DEMO_FLAGS passes options through, e.g. `make demo DEMO_FLAGS="--seed 1 --out runs/demo1"`.
+DEMO_FLAGS ?=
 demo: setup
-	@echo "== mirg demo: scoring the published MIG-Bench result files in $(PARITY) (the training demo is not built yet)"
-	$(VENV)/bin/mirg score --data $(PARITY)/revised_MIG_bench.json --predictions $(PARITY)/results/univg-r1/*.json \
-		--out runs/demo/univg-r1.compat.json --compat migbench
-	$(VENV)/bin/mirg score --data $(PARITY)/revised_MIG_bench.json --predictions $(PARITY)/results/qwen2_vl/*.json \
-		--out runs/demo/qwen2_vl.compat.json --compat migbench
+	$(VENV)/bin/mirg demo $(DEMO_FLAGS)
 
 bench: setup
 	$(PY) benchmarks/parse_speed.py

@@ -9,10 +9,10 @@ import argparse
 import sys
 
 from mirg import __version__
-from mirg.commands import data, eval as eval_command, model, score, train
+from mirg.commands import data, demo, eval as eval_command, model, score, train
 from mirg.errors import MirgError
 
-COMMAND_MODULES = [score, data, model, train, eval_command]
+COMMAND_MODULES = [score, data, model, train, eval_command, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
