@@ -1,0 +1,94 @@
+"""The paper's claims at this scale, on the demo's held-out split: what does each part of stage 2 add?
+
+For every seed: the demo's data and stage-1 (SFT) model, then, each for the same extra wall time:
+  sft_continued   SFT continued (the control: does GRPO beat more SFT at equal time?)
+  sft_grpo        GRPO with the format, image and object rewards (the method)
+  no_image        GRPO without the image reward
+  no_object       GRPO without the object reward
+  grpo_from_base  GRPO from the embedded base, without SFT
+and the SFT model itself; all evaluated on the same test split. Mean and spread over seeds go to
+OUT/ablation.json and OUT/ablation.md.
+
+Usage (the measurement in benchmarks/RESULTS.md):
+    python benchmarks/ablation.py --out runs/ablation --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from mirg.demo import DemoPlan, grpo_args, make_data, sft_args
+from mirg.models.registry import adapter_for, resolve_model_path
+from mirg.pipeline import run_mirg
+
+METRICS = ("task_mean_acc@0.5", "pooled_acc@0.5", "pooled_mean_iou", "pooled_image_acc")
+
+
+def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
+    sft = plan.path("sft")
+    v = {"sft": (sft_args(plan, base, sft, plan.sft_minutes, "none"), sft)}
+    v["sft_continued"] = (sft_args(plan, str(sft), plan.path("sft_continued"), plan.grpo_minutes, "none"),
+                          plan.path("sft_continued"))
+    for name, model, rewards in (("sft_grpo", str(sft), "format,image,object"), ("no_image", str(sft), "format,object"),
+                                 ("no_object", str(sft), "format,image"), ("grpo_from_base", base, "format,image,object")):
+        v[name] = (grpo_args(plan, model, plan.path(name), rewards, "none"), plan.path(name))
+    return v
+
+
+def run_seed(out: Path, seed: int) -> dict[str, dict]:
+    plan = DemoPlan(out=out / f"seed{seed}", seed=seed)
+    base = str(resolve_model_path(plan.model))
+    make_data(plan, adapter_for(base).coords)
+    results = {}
+    for name, (args, folder) in variants(plan, base).items():
+        if not (folder / "trainer_state.json").is_file():
+            run_mirg(args, plan.path("logs", f"{name}.txt"), quiet=True)
+        run = plan.path("eval", name)
+        if not (run / "metrics.json").is_file():
+            run_mirg(["eval", "--model", str(folder), "--data", str(plan.path("data", "test")), "--out", str(run),
+                      "--batch-size", str(plan.eval_batch_size)], plan.path("logs", f"eval_{name}.txt"), quiet=True)
+        overall = json.loads((run / "metrics.json").read_text())["overall"]
+        results[name] = {k: overall[k] for k in METRICS}
+        print(json.dumps({"seed": seed, "variant": name, **results[name]}), flush=True)
+    return results
+
+
+def aggregate(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict[str, dict[str, float]]]:
+    names = next(iter(per_seed.values())).keys()
+    out = {}
+    for name in names:
+        out[name] = {}
+        for metric in METRICS:
+            values = [per_seed[s][name][metric] for s in per_seed]
+            out[name][metric] = {"mean": statistics.mean(values),
+                                 "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
+    return out
+
+
+def markdown(summary: dict[str, dict[str, dict[str, float]]], seeds: list[int]) -> str:
+    lines = [f"Seeds {', '.join(map(str, seeds))}; mean ± standard deviation, in %.", "",
+             "| variant | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 1)]
+    for name, metrics in summary.items():
+        cells = [f"{100 * m['mean']:.1f} ± {100 * m['std']:.1f}" for m in metrics.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    parser.add_argument("--seeds", default="0,1,2")
+    opts = parser.parse_args()
+    seeds = [int(s) for s in opts.seeds.split(",")]
+    per_seed = {seed: run_seed(opts.out, seed) for seed in seeds}
+    summary = aggregate(per_seed)
+    (opts.out / "ablation.json").write_text(json.dumps({"per_seed": per_seed, "summary": summary}, indent=2) + "\n")
+    (opts.out / "ablation.md").write_text(markdown(summary, seeds))
+    print(markdown(summary, seeds))
+
+
+if __name__ == "__main__":
+    main()
