@@ -77,3 +77,22 @@ def test_eval_limit_and_bad_inputs(tiny_setup, tmp_path):
     bad = subprocess.run(eval_args(tiny_setup, tmp_path / "y")[:6] + ["--data", str(missing_image), "--out",
                          str(tmp_path / "y")], capture_output=True, text=True)
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_eval_refuses_to_resume_another_models_predictions(tiny_setup, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.run(eval_args(tiny_setup, out, "--limit", "2", "--batch-size", "2"), capture_output=True,
+                           text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    other = tmp_path / "other-model"
+    import shutil
+
+    shutil.copytree(tiny_setup / "model", other)
+    args = eval_args(tiny_setup, out, "--limit", "4")
+    args[args.index("--model") + 1] = str(other)
+    again = subprocess.run(args, capture_output=True, text=True)
+    assert again.returncode == 2 and "another model" in again.stderr and "Traceback" not in again.stderr
+    assert len(lines(out / "predictions.jsonl")) == 2  # nothing appended to the first run
+    longer = subprocess.run(eval_args(tiny_setup, out, "--limit", "4", "--max-new-tokens", "30"),
+                            capture_output=True, text=True)
+    assert longer.returncode == 2 and "max_new_tokens" in longer.stderr

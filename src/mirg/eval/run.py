@@ -38,6 +38,24 @@ def score_run(samples: list[Sample], predictions: Path, space: CoordSpace) -> tu
     return metrics, scores
 
 
+def claim_run_folder(out: Path, identity: dict[str, Any]) -> None:
+    """Record what ``out``'s predictions are made with (``run.json``); refuse to resume predictions made
+    with another model, data or generation settings, which would silently mix two runs in one score."""
+    record, predictions = out / "run.json", out / "predictions.jsonl"
+    if record.is_file() and predictions.is_file() and predictions.stat().st_size:
+        try:
+            before = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            before = {}
+        changed = [key for key in identity if before.get(key) != identity[key]]
+        if changed:
+            raise MirgError(f"{out} holds predictions made with another {', '.join(changed)} "
+                            f"({', '.join(str(before.get(k)) for k in changed)}); resuming would mix two runs — "
+                            "choose a new --out or remove that folder")
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(identity, indent=2) + "\n", encoding="utf-8")
+
+
 def evaluate(model: str | Path, data: str | Path, out: str | Path, settings: GenerationSettings,
              limit: int | None = None, coords: str | None = None, title: str | None = None,
              progress: bool = True) -> dict[str, Any]:
@@ -49,6 +67,9 @@ def evaluate(model: str | Path, data: str | Path, out: str | Path, settings: Gen
     adapter = adapter_for(model_dir)
     samples, root = load_eval_data(data, limit)
     out = Path(out)
+    claim_run_folder(out, {"model": str(model_dir.resolve()), "data": str(manifest_path(data).resolve()),
+                           "max_new_tokens": settings.max_new_tokens, "backend": settings.backend,
+                           "dtype": settings.dtype})
     generate_predictions(model_dir, samples, root, out / "predictions.jsonl", settings, progress)
     space = CoordSpace(coords, adapter.min_pixels, adapter.max_pixels) if coords else adapter.coord_space()
     metrics, scores = score_run(samples, out / "predictions.jsonl", space)
