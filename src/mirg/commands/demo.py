@@ -15,10 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data splits and training (default 0)")
     p.add_argument("--model", default="embedded", help="base model folder (default: the embedded base)")
-    p.add_argument("--sft-minutes", type=float, help="stage-1 wall time (default from the demo plan)")
-    p.add_argument("--grpo-minutes", type=float, help="stage-2 wall time (default from the demo plan)")
-    p.add_argument("--n-train", type=int, help="training samples (default from the demo plan)")
-    p.add_argument("--n-test", type=int, help="held-out test samples (default from the demo plan)")
+    from mirg.demo import DemoPlan  # light: the plan's defaults, shown in the help
+
+    d = DemoPlan(out=None)  # type: ignore[arg-type]
+    p.add_argument("--sft-minutes", type=float, help=f"stage-1 (SFT) wall time in minutes (default {d.sft_minutes:g})")
+    p.add_argument("--grpo-minutes", type=float,
+                   help=f"stage-2 (GRPO) wall time in minutes (default {d.grpo_minutes:g})")
+    p.add_argument("--n-train", type=int, help=f"training samples (default {d.n_train})")
+    p.add_argument("--n-test", type=int, help=f"held-out test samples (default {d.n_test})")
     p.set_defaults(func=run)
 
 
