@@ -1,8 +1,9 @@
 """Which tiny architecture learns to see fastest on a CPU: acc@0.5 against wall time, same data, same clock.
 
 Each candidate is a tiny model of one family, optionally given the dense vision stage first (its minutes
-count on the same clock), then trained with SFT on one-image perception data in segments; after every
-segment the model is evaluated on the same held-out samples (evaluation time is not counted).
+count on the same clock), then trained with SFT on one-image, one-object perception data with
+answer-first trajectories (the first curriculum stage of `mirg model pretrain-tiny`) in segments; after
+every segment the model is evaluated on the same held-out samples (evaluation time is not counted).
 
 Usage (the measurement in benchmarks/RESULTS.md):
     python benchmarks/base_learning.py --out runs/base_learning --minutes 5 --segment 2.5
@@ -35,7 +36,7 @@ def mirg(*args: str) -> None:
 
 def make_data(out: Path, n_train: int, n_eval: int) -> tuple[Path, Path]:
     train, held = out / "data" / "train", out / "data" / "heldout"
-    common = ["--tasks", "perception", "--min-images", "1", "--max-images", "1", "--image-size", "112"]
+    common = ["--tasks", "perception", "--min-images", "1", "--max-images", "1", "--max-objects", "1", "--image-size", "112"]
     if not (train / "manifest.jsonl").is_file():
         mirg("data", "synth", "--out", str(train), "--n", str(n_train), "--seed", "11", *common, "--overwrite")
     if not (held / "manifest.jsonl").is_file():
@@ -47,7 +48,7 @@ def make_data(out: Path, n_train: int, n_eval: int) -> tuple[Path, Path]:
 def trajectories(out: Path, train: Path, coords: str) -> Path:
     folder = out / "data" / f"traj_{coords}"
     if not (folder / "sft.jsonl").is_file():
-        mirg("data", "trajectories", "--data", str(train), "--out", str(folder), "--detail", "brief", "--coords", coords)
+        mirg("data", "trajectories", "--data", str(train), "--out", str(folder), "--detail", "answer", "--coords", coords)
     return folder
 
 
