@@ -48,7 +48,7 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         "# mirg embedded base: a tiny vision-language model that sees and localises",
         "",
         "Made by `mirg model pretrain-tiny` from random weights, offline, on a CPU. It stands in for the "
-        "pretrained VLM that MIRG-RL starts from: it perceives and grounds objects in the synthetic "
+        "pretrained VLM that MIRG-RL starts from: it is trained to perceive and ground objects in the synthetic "
         "images, and has never seen the ten cross-image task families (those are what SFT + GRPO teach).",
         "",
         f"- Architecture: {_config_line(folder)}",
