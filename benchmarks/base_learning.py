@@ -6,7 +6,7 @@ answer-first trajectories (the first curriculum stage of `mirg model pretrain-ti
 every segment the model is evaluated on the same held-out samples (evaluation time is not counted).
 
 Usage (the measurement in benchmarks/RESULTS.md):
-    python benchmarks/base_learning.py --out runs/base_learning --minutes 5 --segment 2.5
+    python benchmarks/base_learning.py --out runs/base_learning --minutes 15 --segment 2.5
 
 Writes OUT/curves.json and OUT/curves.png.
 """
