@@ -49,7 +49,17 @@ def test_pretrain_tiny_runs_end_to_end(tmp_path):
     assert dict((r["stage_output"], r["validation_acc@0.5"]) for r in summary["selection"])[summary["selected"]] == best
     card = (out / "README.md").read_text()
     assert "mirg model pretrain-tiny --out" in card and "## Held-out evaluation" in card
+    assert not any(s["resumed"] for s in summary["stages"]) and "total with data and evaluation" in card
     assert resolve_model_path(out) == out and (out / "model.safetensors").is_file()
+
+    # Interrupted after training (no final model yet): a rerun trains nothing again and says so on the card.
+    steps = [s["steps"] for s in summary["stages"]]
+    (out / "config.json").unlink()
+    proc = mirg("model", "pretrain-tiny", "--out", str(out), "--minutes", "1", "--size", "xs", "--eval-samples", "12")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "pretrain_summary.json").read_text())
+    assert all(s["resumed"] for s in again["stages"]) and [s["steps"] for s in again["stages"]] == steps
+    assert "resumed an earlier run" in (out / "README.md").read_text()
 
 
 def test_pretrain_refuses_a_folder_holding_a_model(tmp_path):

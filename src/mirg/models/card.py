@@ -39,6 +39,18 @@ def _numel(shape) -> int:
     return n
 
 
+def wall_time_line(summary: dict[str, Any]) -> str:
+    """Training and total wall time; a resumed run says which stages an earlier run of the command trained."""
+    train = f"Training wall time (sum of the stages) {summary['train_wall_s'] / 60:.1f} min"
+    earlier = [st["stage"] for st in summary["stages"] if st.get("resumed")]
+    total = f"{summary['total_wall_s'] / 60:.1f} min"
+    peak = f"peak memory {summary['peak_rss_mib']:.0f} MiB"
+    if not earlier:
+        return f"{train}; total with data and evaluation {total}; {peak}."
+    return (f"{train}. This run resumed an earlier run of the same command, which had trained "
+            f"{', '.join(earlier)}; the resumed run took {total} with data and evaluation; {peak} (resumed run).")
+
+
 def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
     """README.md: architecture, parameters, data and stages, wall time, metrics and the exact command."""
     plan, metrics = summary["plan"], summary["metrics"]
@@ -58,22 +70,21 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         "",
         "## Stages",
         "",
-        "| stage | images | objects per image | steps | samples | final loss | wall |",
-        "|---|---|---|---|---|---|---|",
+        "| stage | images | objects per image | trajectories | steps | samples | final loss | wall |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for st in summary["stages"]:
         images = f"{st.get('min_images', '-')}-{st.get('max_images', '-')}"
         loss = st.get("final_loss")
-        lines.append(f"| {st['stage']} | {images} | ≤{st.get('max_objects', '-')} | {st.get('steps', '-')} | "
+        detail = "dense labels" if st.get("detail") == "none" else st.get("detail", "-")
+        lines.append(f"| {st['stage']} | {images} | ≤{st.get('max_objects', '-')} | {detail} | {st.get('steps', '-')} | "
                      f"{st.get('samples', '-')} | {'-' if loss is None else f'{loss:.3f}'} | {st['wall_s']:.0f} s |")
     if summary.get("selection"):
         picked = ", ".join(f"{row['stage_output']} {_pct(row['validation_acc@0.5'])}" for row in summary["selection"])
         lines += ["", f"Shipped: the output of `{summary['selected']}`, the stage with the best acc@0.5 on 100 "
                       f"validation samples of one-image perception ({picked})."]
+    lines += ["", wall_time_line(summary)]
     lines += [
-        "",
-        f"Training wall time (sum of the stages) {summary['train_wall_s'] / 60:.1f} min; total with data and evaluation "
-        f"{summary['total_wall_s'] / 60:.1f} min; peak memory {summary['peak_rss_mib']:.0f} MiB.",
         *([summary["history"]] if summary.get("history") else []),
         "",
         "## Held-out evaluation",

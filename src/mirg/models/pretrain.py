@@ -4,7 +4,7 @@ Real MIRG-RL starts from a pretrained VLM that already perceives and grounds sin
 downloadable weights, the project makes its own small base: a tiny model of the chosen family, trained
 with SFT on the synthetic ``perception`` family only (never the ten cross-image families, which are
 what MIRG-RL's two stages teach), with a curriculum: one object in one image, then scenes of up to four
-objects, then one to three images described in turn. It begins with a dense perception stage for the vision
+objects, then one to three images, every stage answered at once (the box right after the image). It begins with a dense perception stage for the vision
 tower (`mirg model pretrain-vision`: every image token learns to say whether an object is there, what
 and where), without which a tiny tower learns to localise from next-token loss alone far too slowly.
 Every stage is an ordinary `mirg` command, so the model card can list exactly what was run. The stage
@@ -39,13 +39,14 @@ class Stage:
 
 #: The dense vision stage (data: one image, up to four objects) and its share of the time.
 VISION_STAGE = Stage("vision", 0.15, 1, 1, 4, "none")
-#: One object alone first, answered at once (a tiny model learns to localise within minutes when the box
-#: follows the image closely, and barely at all behind a paragraph of reasoning), then scenes of up to
-#: four objects described in brief trajectories, then one to three images, so one-image skills stay.
+#: One object alone first, then scenes of up to four objects, then one to three images (one-image samples
+#: among them, so one-image skills stay). Every stage is answered at once: a tiny model learns to localise
+#: within minutes when the box follows the image closely, barely at all behind a paragraph of reasoning,
+#: and continuing on brief reasoning made it forget what it had learnt (benchmarks/RESULTS.md).
 CURRICULUM = (
     Stage("one-object", 0.35, 1, 1, 1, "answer"),
-    Stage("scenes", 0.30, 1, 1, 4, "brief"),
-    Stage("several-images", 0.20, 1, 3, 4, "brief"),
+    Stage("scenes", 0.35, 1, 1, 4, "answer"),
+    Stage("several-images", 0.15, 1, 3, 4, "answer"),
 )
 
 
@@ -99,7 +100,8 @@ def make_stage_data(plan: PretrainPlan, stage: Stage, coords: str, index: int) -
 def train_stage(plan: PretrainPlan, stage: Stage, model: Path, traj: Path, out: Path) -> dict[str, Any]:
     """SFT for the stage's share of the time; returns what the card reports about it."""
     start = time.monotonic()
-    if not (out / "trainer_state.json").is_file():
+    resumed = (out / "trainer_state.json").is_file()
+    if not resumed:
         run_mirg(["sft", "--model", str(model), "--data", str(traj), "--output_dir", str(out),
                   "--max_minutes", str(stage_minutes(plan, stage)), "--max_steps", "1000000",
                   "--learning_rate", str(plan.learning_rate), "--lr_scheduler_type", "constant_with_warmup",
@@ -111,19 +113,21 @@ def train_stage(plan: PretrainPlan, stage: Stage, model: Path, traj: Path, out: 
     runtime = [row["train_runtime"] for row in state["log_history"] if "train_runtime" in row]
     return {"stage": stage.name, **asdict(stage), "steps": state["global_step"],
             "samples": state["global_step"] * plan.batch_size, "final_loss": losses[-1] if losses else None,
-            "wall_s": round(runtime[-1] if runtime else time.monotonic() - start, 1)}
+            "wall_s": round(runtime[-1] if runtime else time.monotonic() - start, 1), "resumed": resumed}
 
 
-def vision_stage(plan: PretrainPlan, init: Path) -> Path:
-    """The dense perception stage for the vision tower; returns the updated model folder."""
+def vision_stage(plan: PretrainPlan, init: Path) -> tuple[Path, bool]:
+    """The dense perception stage for the vision tower; returns the updated model folder and whether an
+    earlier run of the command had already trained it."""
     stage = VISION_STAGE
     minutes = stage_minutes(plan, stage)
     data = make_perception_data(plan, stage, 0, plan.vision_samples)
     out = plan.work("stages", "0_vision")
-    if not (out / "vision_stage.json").is_file():
+    resumed = (out / "vision_stage.json").is_file()
+    if not resumed:
         run_mirg(["model", "pretrain-vision", "--model", str(init), "--data", str(data), "--out", str(out),
                   "--minutes", str(minutes), "--seed", str(plan.seed)], plan.work("logs", "vision.txt"))
-    return out
+    return out, resumed
 
 
 def heldout_data(plan: PretrainPlan, name: str, seed: int, n: int, flags: list[str]) -> Path:
@@ -201,11 +205,11 @@ def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
         run_mirg(["model", "init-tiny", "--family", plan.family, "--size", plan.size, "--seed", str(plan.seed),
                   "--out", str(init)], plan.work("logs", "init.txt"), quiet=True)
     coords = adapter_for(init).coords
-    model = vision_stage(plan, init)
+    model, resumed = vision_stage(plan, init)
     vision = json.loads((model / "vision_stage.json").read_text(encoding="utf-8"))
     stages = [{"stage": "vision (dense head)", **asdict(VISION_STAGE), "steps": vision["steps"],
                "samples": vision["images"], "final_loss": round(sum(vision["last_losses"].values()), 4),
-               "wall_s": vision["wall_s"], "heldout": vision["heldout"]}]
+               "wall_s": vision["wall_s"], "resumed": resumed, "heldout": vision["heldout"]}]
     outputs = []
     for index, stage in enumerate(plan.stages, start=1):
         traj = make_stage_data(plan, stage, coords, index)
