@@ -77,14 +77,16 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         images = f"{st.get('min_images', '-')}-{st.get('max_images', '-')}"
         loss = st.get("final_loss")
         detail = "dense labels" if st.get("detail") == "none" else st.get("detail", "-")
-        lines.append(f"| {st['stage']} | {images} | ≤{st.get('max_objects', '-')} | {detail} | {st.get('steps', '-')} | "
-                     f"{st.get('samples', '-')} | {'-' if loss is None else f'{loss:.3f}'} | {st['wall_s']:.0f} s |")
+        lines.append(f"| {st['stage']} | {images} | ≤{st.get('max_objects', '-')} | {detail} | "
+                     f"{st.get('steps', '-')} | {st.get('samples', '-')} | {'-' if loss is None else f'{loss:.3f}'} | "
+                     f"{st['wall_s']:.0f} s |")
     if summary.get("selection"):
         picked = ", ".join(f"{row['stage_output']} {_pct(row['validation_acc@0.5'])}" for row in summary["selection"])
         lines += ["", f"Shipped: the output of `{summary['selected']}`, the stage with the best acc@0.5 on 100 "
                       f"validation samples of one-image perception ({picked})."]
-    lines += ["", wall_time_line(summary)]
     lines += [
+        "",
+        wall_time_line(summary),
         *([summary["history"]] if summary.get("history") else []),
         "",
         "## Held-out evaluation",
