@@ -58,8 +58,7 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--minutes", type=float, default=60.0, help="total training wall time (default 60)")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--family", choices=FAMILIES, default="qwen3_vl", help="model family (default qwen3_vl)")
-    tiny.add_argument("--size", choices=("xs", "s", "m"), default="m",
-                      help="size preset (default m: the shipped base; s trains ~2x more steps but localises worse)")
+    tiny.add_argument("--size", choices=("xs", "s", "m"), default="s", help="size preset (default s)")
     tiny.add_argument("--eval-samples", type=int, default=200, help="held-out samples per evaluation (default 200)")
     tiny.set_defaults(func=run_pretrain_tiny)
 

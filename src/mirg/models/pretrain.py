@@ -56,7 +56,7 @@ class PretrainPlan:
     minutes: float = 60.0
     seed: int = 0
     family: str = "qwen3_vl"
-    size: str = "m"
+    size: str = "s"
     image_size: int = 112
     learning_rate: float = 1e-3
     batch_size: int = 8
