@@ -77,6 +77,18 @@ def test_eval_limit_and_bad_inputs(tiny_setup, tmp_path):
     bad = subprocess.run(eval_args(tiny_setup, tmp_path / "y")[:6] + ["--data", str(missing_image), "--out",
                          str(tmp_path / "y")], capture_output=True, text=True)
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+    for device, reason in (("tpu", "unknown device 'tpu'"), ("cuda", "no GPU is visible here")):
+        if device == "cuda" and torch_sees_a_gpu():
+            continue
+        bad = subprocess.run(eval_args(tiny_setup, tmp_path / device, "--device", device), capture_output=True,
+                             text=True)
+        assert bad.returncode == 2 and reason in bad.stderr and "Traceback" not in bad.stderr
+
+
+def torch_sees_a_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def test_eval_refuses_to_resume_another_models_predictions(tiny_setup, tmp_path):

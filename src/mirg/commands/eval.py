@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coords", choices=SPACES, help="read boxes in this space (default: the model family's)")
     p.add_argument("--max-new-tokens", type=int, default=384, metavar="T", help="generation budget (default 384)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+    p.add_argument("--device", default="auto", metavar="DEV",
+                   help="hf backend: auto (the GPU where one is visible), cpu, cuda or cuda:N (default auto)")
     p.set_defaults(func=run)
 
 
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from mirg.eval.run import evaluate
     from mirg.report_text import metrics_table
 
-    settings = GenerationSettings(args.batch_size, args.max_new_tokens, args.backend, args.dtype)
+    settings = GenerationSettings(args.batch_size, args.max_new_tokens, args.backend, args.dtype, args.device)
     metrics = evaluate(args.model, args.data, args.out, settings, args.limit, args.coords)
     print(metrics_table(metrics))
     print(f"wrote {args.out}/metrics.json and {args.out}/report.html")

@@ -47,6 +47,8 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     vision.add_argument("--learning-rate", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     vision.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     vision.add_argument("--seed", type=int, default=0)
+    vision.add_argument("--device", default="auto", metavar="DEV",
+                        help="auto (the GPU where one is visible), cpu, cuda or cuda:N (default auto)")
     vision.set_defaults(func=run_pretrain_vision)
     tiny = model_sub.add_parser(
         "pretrain-tiny", help="build and pretrain the embedded default base on perception data",
@@ -75,7 +77,7 @@ def run_pretrain_vision(args: argparse.Namespace) -> int:
 
         raise MirgError(f"--minutes must be positive, got {args.minutes}")
     result = train_vision(resolve_model_path(args.model), Path(args.data), Path(args.out), args.minutes,
-                          args.learning_rate, args.batch_size, args.seed)
+                          args.learning_rate, args.batch_size, args.seed, device=args.device)
     print(json.dumps(result.__dict__))
     return 0
 

@@ -23,6 +23,7 @@ class GenerationSettings:
     max_new_tokens: int = 384
     backend: str = "hf"
     dtype: str = "float32"
+    device: str = "auto"
 
 
 def completed_ids(path: Path) -> set[str]:
@@ -78,7 +79,7 @@ class HFGenerator:
         self.adapter = adapter_for(model_dir)
         self.processor = self.adapter.load_processor(model_dir)
         self.processor.tokenizer.padding_side = "left"
-        self.model = self.adapter.load_model(model_dir, settings.dtype).eval()
+        self.model = self.adapter.load_model(model_dir, settings.dtype, settings.device).eval()
         self.settings = settings
         self.torch = torch
 
@@ -89,7 +90,7 @@ class HFGenerator:
     def generate(self, samples: list[Sample], root: Path) -> list[str]:
         texts = [self.prompt_text(s) for s in samples]
         images = [load_images(s, root) for s in samples]
-        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt").to(self.model.device)
         pad_id = self.processor.tokenizer.pad_token_id
         with self.torch.inference_mode():
             out = self.model.generate(

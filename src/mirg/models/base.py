@@ -113,15 +113,17 @@ class ModelAdapter:
         """The transformers class that loads this family's weights."""
         raise NotImplementedError
 
-    def load_model(self, path: str | Path, dtype: str = "float32"):
-        """The model in ``dtype`` (``float32``, ``bfloat16``, ``float16`` or ``auto``) from a local folder."""
+    def load_model(self, path: str | Path, dtype: str = "float32", device: str | None = None):
+        """The model in ``dtype`` (``float32``, ``bfloat16``, ``float16`` or ``auto``) from a local folder,
+        on ``device`` (``auto``: the GPU where one is visible; None: where transformers puts it)."""
         import torch
 
         folder = self.check_folder(path)
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype, None)
         if torch_dtype is None:
             raise MirgError(f"unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto")
-        return self.model_class().from_pretrained(str(folder), dtype=torch_dtype)
+        model = self.model_class().from_pretrained(str(folder), dtype=torch_dtype)
+        return model if device is None else model.to(resolve_device(device))
 
     def vision_parameters(self, model) -> list[tuple[str, Any]]:
         """``(name, parameter)`` of the vision tower, matched by :attr:`vision_module_prefixes`."""
@@ -130,6 +132,23 @@ class ModelAdapter:
             for name, param in model.named_parameters()
             if any(_has_prefix(name, prefix) for prefix in self.vision_module_prefixes)
         ]
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` where a GPU is visible, else ``cpu``; a named device must be usable here.
+
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MirgError(f"--device {device}: no GPU is visible here (use --device cpu or auto)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise MirgError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    return device
 
 
 def _has_prefix(name: str, prefix: str) -> bool:

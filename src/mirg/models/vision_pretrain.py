@@ -91,7 +91,7 @@ class TokenFeatures:
     def __call__(self, images: list) -> tuple[Any, tuple[int, int]]:
         import torch
 
-        inputs = self.processor.image_processor(images, return_tensors="pt")
+        inputs = self.processor.image_processor(images, return_tensors="pt").to(self.model.device)
         if self.family == "llava":
             feats = self.model.model.get_image_features(inputs["pixel_values"]).pooler_output
             feats = torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
@@ -117,7 +117,7 @@ class DenseHead:
 
         self.vocab, self.numbers, self.hidden = vocab, numbers, hidden
         self.classes = 2 + len(vocab.colors) + len(vocab.shapes)  # objectness, outlined, colour, shape
-        self.linear = torch.nn.Linear(hidden, self.classes + 4 * hidden)
+        self.linear = torch.nn.Linear(hidden, self.classes + 4 * hidden, device=numbers.device)
 
     def __call__(self, feats):
         """``(tokens, classes)`` logits and ``(tokens, 4, numbers)`` coordinate logits."""
@@ -137,17 +137,18 @@ def head_loss(head: DenseHead, feats, cells: list[list[dict | None]]) -> tuple[A
     vocab = head.vocab
     flat, coord_logits = head(feats)
     targets = [c for per_image in cells for c in per_image]
-    has = torch.tensor([c is not None for c in targets])
+    device = flat.device
+    has = torch.tensor([c is not None for c in targets], device=device)
     nc = len(vocab.colors)
     obj_loss = F.binary_cross_entropy_with_logits(flat[:, 0], has.float())
     pos = flat[has]
     chosen = [c for c in targets if c is not None]
     if not chosen:
         return obj_loss, {"objectness": float(obj_loss)}
-    color = torch.tensor([c["color"] for c in chosen])
-    shape = torch.tensor([c["shape"] for c in chosen])
-    outlined = torch.tensor([float(c["outlined"]) for c in chosen])
-    box = torch.tensor([c["box"] for c in chosen])
+    color = torch.tensor([c["color"] for c in chosen], device=device)
+    shape = torch.tensor([c["shape"] for c in chosen], device=device)
+    outlined = torch.tensor([float(c["outlined"]) for c in chosen], device=device)
+    box = torch.tensor([c["box"] for c in chosen], device=device)
     outline_loss = F.binary_cross_entropy_with_logits(pos[:, 1], outlined)
     color_loss = F.cross_entropy(pos[:, 2 : 2 + nc], color)
     shape_loss = F.cross_entropy(pos[:, 2 + nc :], shape)
@@ -216,9 +217,10 @@ def evaluate_head(features: TokenFeatures, head: DenseHead, samples: Sequence[Sa
 
 
 def train_vision(model_dir: Path, data: Path, out: Path, minutes: float, lr: float = 1e-3, batch_size: int = 64,
-                 seed: int = 0, heldout: int = 256, progress: bool = True) -> VisionStageResult:
+                 seed: int = 0, heldout: int = 256, progress: bool = True, device: str = "auto") -> VisionStageResult:
     """Train the vision tower (and its projector) of the model in ``model_dir`` with the dense head for
-    ``minutes``; save the whole model with its processor to ``out``."""
+    ``minutes`` on ``device`` (``auto``: the GPU where one is visible); save the whole model with its
+    processor to ``out``."""
     import torch
     from tqdm import tqdm
 
@@ -228,7 +230,7 @@ def train_vision(model_dir: Path, data: Path, out: Path, minutes: float, lr: flo
     if adapter.family not in ("qwen3_vl", "qwen2_5_vl", "qwen2_vl", "llava"):
         raise MirgError(f"no vision stage for family {adapter.family}")
     processor = adapter.load_processor(model_dir)
-    model = adapter.load_model(model_dir)
+    model = adapter.load_model(model_dir, device=device)
     samples = read_manifest(data)
     root = Path(data) if Path(data).is_dir() else Path(data).parent
     vocab = Vocab.from_samples(samples)
@@ -261,7 +263,7 @@ def train_vision(model_dir: Path, data: Path, out: Path, minutes: float, lr: flo
     model.eval()
     scores = evaluate_head(features, head, test, root, space)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))
+    model.cpu().save_pretrained(str(out))
     processor.save_pretrained(str(out))
     result = VisionStageResult(steps, seen, round(time.monotonic() - start, 1), losses, scores)
     (out / "vision_stage.json").write_text(json.dumps(result.__dict__, indent=2) + "\n", encoding="utf-8")
