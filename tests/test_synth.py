@@ -227,12 +227,31 @@ def test_perception_makes_one_image_samples_only_when_asked(tmp_path):
     assert "perception" not in {s.task for s in default} and min(s.num_images for s in default) == 2
 
 
+def test_listing_names_no_label_and_its_target_is_the_leftmost_or_rightmost_object(tmp_path):
+    from mirg.data.synth_scene import COLORS, SHAPES
+
+    samples = read_manifest(synth(tmp_path, "l", "--n", "24", "--tasks", "listing", "--min-images", "1",
+                                  "--max-images", "1"))
+    assert {s.task for s in samples} == {"listing"} and {s.num_images for s in samples} == {1}
+    sides = set()
+    for s in samples:
+        words = set(s.question.lower().rstrip(".").split())
+        assert not words & (set(COLORS) | set(SHAPES)), s.question
+        objects = s.objects[0]
+        centres = sorted((o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]) for o in objects)
+        side = "leftmost" if "leftmost" in words else "rightmost"
+        sides.add(side)
+        t = s.target.bbox
+        assert len(objects) >= 2 and (t[0] + t[2], t[1] + t[3]) == centres[0 if side == "leftmost" else -1]
+    assert sides == {"leftmost", "rightmost"}
+
+
 def test_max_objects_limits_perception_scenes_and_nothing_else(tmp_path, capsys):
     out = synth(tmp_path, "one", "--n", "30", "--tasks", "perception", "--min-images", "1", "--max-images", "2",
                 "--max-objects", "1")
     assert all(len(objs) == 1 for s in read_manifest(out) for objs in s.objects)
     assert main(["data", "synth", "--out", str(tmp_path / "x"), "--n", "5", "--max-objects", "2"]) == 2
-    assert "perception family only" in capsys.readouterr().err
+    assert "perception families only" in capsys.readouterr().err
 
 
 # --- the dataset card ----------------------------------------------------------------------------------

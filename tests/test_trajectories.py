@@ -120,7 +120,7 @@ def dataset(tmp_path_factory) -> Path:
     "coords,extra",
     [("pixel", []), ("norm1000", []), ("norm1", []), ("resized", ["--max-pixels", "20000", "--min-pixels", "3136"])],
 )
-@pytest.mark.parametrize("detail", ["answer", "brief", "full"])
+@pytest.mark.parametrize("detail", ["answer", "list", "brief", "full"])
 def test_template_answers_score_perfectly(dataset, tmp_path, coords, extra, detail):
     out = tmp_path / "out"
     argv = ["data", "trajectories", "--data", str(dataset), "--out", str(out), "--coords", coords, "--detail", detail]
@@ -142,6 +142,29 @@ def test_answer_detail_only_names_the_target_image(dataset, tmp_path):
         text = row["completion"][0]["content"][0]["text"]
         think = text[len("<think>"):text.index("</think>")]
         assert think.endswith(f" is in image {samples[row['id']].target.image}.") and "[" not in think, text
+
+
+def test_list_detail_lists_every_object_so_the_listing_score_is_perfect(dataset, tmp_path):
+    from mirg.eval.perception import listed_objects, score_listing
+
+    out = tmp_path / "list"
+    assert main(["data", "trajectories", "--data", str(dataset), "--out", str(out), "--detail", "list",
+                 "--coords", "norm1000"]) == 0
+    samples = {s.id: s for s in read_manifest(dataset)}
+    rows = read_jsonl(out / "sft.jsonl")
+    assert rows
+    for row in rows:
+        sample, text = samples[row["id"]], row["completion"][0]["content"][0]["text"]
+        score = score_listing(sample, text, CoordSpace("norm1000"))
+        assert score.objects == sum(len(objs) for objs in sample.objects)
+        assert score.labels_found == score.boxes_found == score.objects, text
+        think = text[len("<think>"):text.index("</think>")]
+        assert think.endswith(f" is in image {sample.target.image}."), text
+        if sample.num_images == 1:
+            xs = [box[0] + box[2] for _, box in listed_objects(think)]
+            assert xs == sorted(xs) and think.startswith("Objects: "), text
+        else:
+            assert all(f"Image {k}: " in think for k in range(1, sample.num_images + 1)), text
 
 
 def test_files_have_the_exact_formats(dataset, tmp_path):

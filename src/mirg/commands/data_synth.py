@@ -7,7 +7,8 @@ import argparse
 TASK_HELP = (
     "comma-separated task families (default: the ten MIG-Bench ones: common_object, diff, view_diff, region, "
     "refer_grounding, group_grounding, reasoning, correspondence, object_tracking, multi_view); "
-    "'perception' (one-image seeing and locating) is made only when named here"
+    "'perception' (one-image seeing and locating) and 'listing' (list one image's objects, then locate the "
+    "leftmost or rightmost: no label in the question) are made only when named here"
 )
 
 

@@ -31,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="dataset folder or manifest.jsonl")
     p.add_argument("--out", required=True, metavar="DIR2", help="output folder (sft.jsonl, rl.jsonl, README.md)")
     p.add_argument("--mode", choices=["template", "teacher"], default="template", help="default: template")
-    p.add_argument("--detail", choices=["answer", "brief", "full"], default="brief",
-                   help="answer: only the target image named, then the answer; brief: reference and target only; "
+    p.add_argument("--detail", choices=["answer", "list", "brief", "full"], default="brief",
+                   help="answer: only the target image named, then the answer; list: every object of every image "
+                   "with its box, then the target image named; brief: reference and target only; "
                    "full: every object of every image with its box (default: brief)")
     p.add_argument("--coords", choices=SPACES, default="pixel",
                    help="coordinate space of boxes in the text (default: pixel)")

@@ -62,6 +62,10 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--family", choices=FAMILIES, default="qwen3_vl", help="model family (default qwen3_vl)")
     tiny.add_argument("--size", choices=("xs", "s", "m"), default="s", help="size preset (default s)")
     tiny.add_argument("--eval-samples", type=int, default=200, help="held-out samples per evaluation (default 200)")
+    tiny.add_argument("--detail", choices=("answer", "list"), default="answer",
+                      help="how every curriculum stage answers: answer (the box right after naming the target) or "
+                      "list (every object with its box first, then the target; see `mirg data trajectories`) "
+                      "(default answer)")
     tiny.set_defaults(func=run_pretrain_tiny)
 
 
@@ -87,14 +91,14 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from mirg.models.pretrain import PretrainPlan, run_pretrain
+    from mirg.models.pretrain import PretrainPlan, curriculum, run_pretrain
 
     if args.minutes <= 0 or args.eval_samples < 1:
         from mirg.errors import MirgError
 
         raise MirgError(f"--minutes and --eval-samples must be positive, got {args.minutes} and {args.eval_samples}")
     plan = PretrainPlan(out=Path(args.out), minutes=args.minutes, seed=args.seed, family=args.family, size=args.size,
-                        eval_samples=args.eval_samples)
+                        eval_samples=args.eval_samples, stages=curriculum(args.detail))
     command = "mirg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summary = run_pretrain(plan, command)
     print(f"pretrained {args.family} in {summary['train_wall_s'] / 60:.1f} min; model and card in {args.out}")

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from mirg.data.synth_scene import Canvas, Retry, separated
-from mirg.data.synth_tasks import DEFAULT_TASKS, FAMILIES, Built, Plan
+from mirg.data.synth_tasks import DEFAULT_TASKS, FAMILIES, PERCEPTION_TASKS, Built, Plan
 from mirg.errors import MirgError
 from mirg.schema import ObjectAnn, Sample, Target
 
@@ -79,8 +79,8 @@ class SynthConfig:
         if not 1 <= self.max_objects <= MAX_OBJECTS:
             raise MirgError(f"--max-objects must be 1..{MAX_OBJECTS}, got {self.max_objects}")
         object.__setattr__(self, "tasks", _canonical_tasks(self.tasks))
-        if self.max_objects < MAX_OBJECTS and self.tasks != ("perception",):
-            raise MirgError("--max-objects applies to the perception family only (--tasks perception)")
+        if self.max_objects < MAX_OBJECTS and not set(self.tasks) <= set(PERCEPTION_TASKS):
+            raise MirgError("--max-objects applies to the perception families only (--tasks perception,listing)")
         for task in self.tasks:
             self.image_range(task)
 

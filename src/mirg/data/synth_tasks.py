@@ -503,6 +503,22 @@ def build_perception(p: Plan) -> Built:
     return Built(views, t, target, question, rule)
 
 
+def build_listing(p: Plan) -> Built:
+    """One image of two or more objects: list them all, then locate the leftmost or the rightmost one.
+
+    The question names no colour or shape, so every label in the answer must be read from the image
+    (where a question that names the target lets a small model copy its label onto every object).
+    Left to right is by the box's centre, as ``mirg data trajectories --detail list`` orders its list.
+    """
+    rng = p.rng
+    view = scene(rng, p.canvas, pick_kinds(rng, between(rng, 2, max(2, p.max_objects))))
+    side = choose(rng, ["leftmost", "rightmost"])
+    ordered = sorted(view.objects, key=lambda o: (o.box[0] + o.box[2], o.box[1] + o.box[3]))
+    target = ordered[0] if side == "leftmost" else ordered[-1]
+    question = f"List every object with its box, then locate the {side} one."
+    return Built([view], 1, target, question, f"the {side} object of the image is the {target.label}")
+
+
 def _all(n: int) -> list[int]:
     return list(range(1, n + 1))
 
@@ -524,6 +540,9 @@ FAMILIES: dict[str, tuple[Callable[[Plan], Built], int, int, Callable[[int], lis
     "object_tracking": (build_object_tracking, 3, 6, _after_first),
     "multi_view": (build_multi_view, 2, 6, _all),
     "perception": (build_perception, 1, 6, _all),
+    "listing": (build_listing, 1, 1, _all),
 }
+#: The families that teach seeing (made only when named): none of MIG-Bench's cross-image tasks.
+PERCEPTION_TASKS = ("perception", "listing")
 #: The ten MIG-Bench families, generated when no task list is given.
-DEFAULT_TASKS = tuple(name for name in FAMILIES if name != "perception")
+DEFAULT_TASKS = tuple(name for name in FAMILIES if name not in PERCEPTION_TASKS)

@@ -42,7 +42,7 @@ from mirg.prompts import user_message
 from mirg.schema import ObjectAnn, Sample, check_image_files, manifest_path, read_manifest
 
 Warn = Callable[[str], None]
-DETAILS = ("answer", "brief", "full")
+DETAILS = ("answer", "list", "brief", "full")
 SFT_FILE, RL_FILE, README_FILE = "sft.jsonl", "rl.jsonl", "README.md"
 #: IoU an answer's box must reach against the manifest's box for a trajectory to be kept.
 MIN_IOU = 0.5
@@ -61,7 +61,9 @@ class TrajectoryOptions:
     ``detail="brief"`` names only the reference and the target; ``"full"`` lists every object of every
     image with its box (dense object-level supervision, which small models need to learn to localise);
     ``"answer"`` only names the target image before the answer (the shortest path from the image to the
-    box: how a tiny model first learns to localise at all).
+    box: how a tiny model first learns to localise at all); ``"list"`` first lists every object of every
+    image with its box, left to right (what a detector says), then names the target image: choosing the
+    described object becomes finding its label in the list and copying its box.
     """
 
     coords: CoordSpace = field(default_factory=CoordSpace)
@@ -336,12 +338,28 @@ def locate_step(sample: Sample, plan: Plan, opts: TrajectoryOptions) -> list[str
     return [template.format(k=k, the_label=the_label, The_label=the_label[0].upper() + the_label[1:], box=box)]
 
 
+def listing_step(sample: Sample, opts: TrajectoryOptions) -> list[str]:
+    """``list`` detail: every object of each image with its box, ordered by the box's centre, left to right.
+
+    One image: ``Objects: red circle [..]; blue star [..].``; several: ``Image 1: ... Image 2: ...``.
+    """
+    if sample.objects is None:
+        return []
+    parts = []
+    for k, objects in enumerate(sample.objects, start=1):
+        ordered = sorted(objects, key=lambda o: (o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
+        listed = objects_with_boxes(ordered, sample.image_sizes[k - 1], opts.coords)
+        parts.append(f"{'Objects' if sample.num_images == 1 else f'Image {k}'}: {listed}.")
+    return parts
+
+
 def template_think(sample: Sample, opts: TrajectoryOptions) -> str:
     """The reasoning of a template trajectory: steps (a)-(d), those the annotations allow."""
     plan = make_plan(sample)
-    if opts.detail == "answer":
+    if opts.detail in ("answer", "list"):
         the_label = f"the {plan.target.label}" if plan.target is not None else "the object"
-        return f"{the_label[0].upper() + the_label[1:]} is in image {sample.target.image}."
+        named = f"{the_label[0].upper() + the_label[1:]} is in image {sample.target.image}."
+        return " ".join((listing_step(sample, opts) if opts.detail == "list" else []) + [named])
     parts = summary_step(sample, opts) + reference_step(sample, plan, opts)
     parts += decide_step(sample, plan) + locate_step(sample, plan, opts)
     return " ".join(parts)

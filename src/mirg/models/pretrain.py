@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class Stage:
     max_images: int
     max_objects: int
     detail: str
+    tasks: str = "perception"
 
 
 #: The dense vision stage (data: one image, up to four objects) and its share of the time.
@@ -48,6 +49,20 @@ CURRICULUM = (
     Stage("scenes", 0.35, 1, 1, 4, "answer"),
     Stage("several-images", 0.15, 1, 3, 4, "answer"),
 )
+
+
+def curriculum(detail: str = "answer") -> tuple[Stage, ...]:
+    """The curriculum with every stage answered in ``detail`` (``answer`` or ``list``). With ``list``, the
+    stages after the first mix in the ``listing`` family, whose questions name no label.
+
+    >>> [(s.name, s.detail, s.tasks) for s in curriculum("list")]  # doctest: +NORMALIZE_WHITESPACE
+    [('one-object', 'list', 'perception'), ('scenes', 'list', 'perception,listing'),
+     ('several-images', 'list', 'perception,listing')]
+    """
+    if detail == "answer":
+        return CURRICULUM
+    return tuple(replace(stage, detail=detail, tasks="perception" if stage.max_objects == 1 else "perception,listing")
+                 for stage in CURRICULUM)
 
 
 @dataclass
@@ -80,7 +95,7 @@ def make_perception_data(plan: PretrainPlan, stage: Stage, index: int, n: int) -
     data = plan.work("data", stage.name)
     if not (data / "manifest.jsonl").is_file():
         run_mirg(["data", "synth", "--out", str(data), "--n", str(n), "--seed", str(plan.seed * 100 + index),
-                  "--tasks", "perception", "--min-images", str(stage.min_images), "--max-images",
+                  "--tasks", stage.tasks, "--min-images", str(stage.min_images), "--max-images",
                   str(stage.max_images), "--max-objects", str(stage.max_objects), "--image-size",
                   str(plan.image_size), "--id-prefix", f"pt{index}", "--overwrite"],
                  plan.work("logs", f"synth_{stage.name}.txt"), quiet=True)
