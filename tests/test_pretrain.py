@@ -36,6 +36,28 @@ def test_vision_stage_trains_the_tower_only_and_reports_heldout_scores(tmp_path)
     assert changed and all(".visual." in k for k in changed)  # the language model is untouched
 
 
+def test_word_targets_score_colour_and_shape_against_the_word_embeddings():
+    import torch
+
+    from mirg.models.registry import adapter_for
+    from mirg.models.vision_pretrain import DenseHead, Vocab, number_table, word_table
+
+    folder = embedded_model_dir()
+    adapter = adapter_for(folder)
+    model, tokenizer = adapter.load_model(folder), adapter.load_processor(folder).tokenizer
+    assert word_table(model, tokenizer, ["red", "zzqxv"]) is None  # not one token: refused, not guessed
+    vocab = Vocab(("blue", "red"), ("circle", "star"))
+    words = word_table(model, tokenizer, vocab.colors + vocab.shapes)
+    assert words.shape == (4, model.config.get_text_config().hidden_size)
+    hidden = words.shape[1]
+    head = DenseHead(hidden, vocab, number_table(model, tokenizer), words)
+    feats = torch.randn(3, 5, hidden)
+    logits, coords = head(feats)
+    assert logits.shape == (15, 6) and coords.shape == (15, 4, 1001)
+    out = head.linear(feats.reshape(-1, hidden))
+    assert torch.allclose(logits[:, 2:4], out[:, 2 : 2 + hidden] @ words[:2].T, atol=1e-5)
+
+
 def test_pretrain_tiny_runs_end_to_end(tmp_path):
     out = tmp_path / "base"
     proc = mirg("model", "pretrain-tiny", "--out", str(out), "--minutes", "1", "--size", "xs", "--eval-samples", "12")

@@ -47,6 +47,9 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     vision.add_argument("--learning-rate", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     vision.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     vision.add_argument("--seed", type=int, default=0)
+    vision.add_argument("--word-targets", action="store_true",
+                        help="score colour and shape against the model's own embeddings of those words, as the "
+                        "coordinates are scored against the number tokens' (default: a plain classifier)")
     vision.add_argument("--device", default="auto", metavar="DEV",
                         help="auto (the GPU where one is visible), cpu, cuda or cuda:N (default auto)")
     vision.set_defaults(func=run_pretrain_vision)
@@ -62,6 +65,8 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--family", choices=FAMILIES, default="qwen3_vl", help="model family (default qwen3_vl)")
     tiny.add_argument("--size", choices=("xs", "s", "m"), default="s", help="size preset (default s)")
     tiny.add_argument("--eval-samples", type=int, default=200, help="held-out samples per evaluation (default 200)")
+    tiny.add_argument("--word-targets", action="store_true",
+                      help="vision stage: colour and shape scored against the word embeddings (see pretrain-vision)")
     tiny.add_argument("--detail", choices=("answer", "list"), default="answer",
                       help="how every curriculum stage answers: answer (the box right after naming the target) or "
                       "list (every object with its box first, then the target; see `mirg data trajectories`) "
@@ -81,7 +86,8 @@ def run_pretrain_vision(args: argparse.Namespace) -> int:
 
         raise MirgError(f"--minutes must be positive, got {args.minutes}")
     result = train_vision(resolve_model_path(args.model), Path(args.data), Path(args.out), args.minutes,
-                          args.learning_rate, args.batch_size, args.seed, device=args.device)
+                          args.learning_rate, args.batch_size, args.seed, device=args.device,
+                          word_targets=args.word_targets)
     print(json.dumps(result.__dict__))
     return 0
 
@@ -98,7 +104,8 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
 
         raise MirgError(f"--minutes and --eval-samples must be positive, got {args.minutes} and {args.eval_samples}")
     plan = PretrainPlan(out=Path(args.out), minutes=args.minutes, seed=args.seed, family=args.family, size=args.size,
-                        eval_samples=args.eval_samples, stages=curriculum(args.detail))
+                        eval_samples=args.eval_samples, stages=curriculum(args.detail),
+                        vision_extra=["--word-targets"] if args.word_targets else [])
     command = "mirg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summary = run_pretrain(plan, command)
     print(f"pretrained {args.family} in {summary['train_wall_s'] / 60:.1f} min; model and card in {args.out}")

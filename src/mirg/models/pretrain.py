@@ -81,6 +81,7 @@ class PretrainPlan:
     validation_samples: int = 100
     stages: tuple[Stage, ...] = CURRICULUM
     extra: list[str] = field(default_factory=list)
+    vision_extra: list[str] = field(default_factory=list)
 
     def work(self, *parts: str) -> Path:
         return self.out / "work" / Path(*parts)
@@ -141,7 +142,8 @@ def vision_stage(plan: PretrainPlan, init: Path) -> tuple[Path, bool]:
     resumed = (out / "vision_stage.json").is_file()
     if not resumed:
         run_mirg(["model", "pretrain-vision", "--model", str(init), "--data", str(data), "--out", str(out),
-                  "--minutes", str(minutes), "--seed", str(plan.seed)], plan.work("logs", "vision.txt"))
+                  "--minutes", str(minutes), "--seed", str(plan.seed), *plan.vision_extra],
+                 plan.work("logs", "vision.txt"))
     return out, resumed
 
 

@@ -109,21 +109,43 @@ def number_table(model, tokenizer):
     return model.get_input_embeddings().weight[ids].detach().clone()
 
 
-class DenseHead:
-    """One linear layer over token features: objectness, colour, shape, and 4 coordinate vectors."""
+def word_table(model, tokenizer, words: Sequence[str]):
+    """The model's embeddings of ``words`` as written after a space, or None where one is not a single token."""
+    tokens = [tokenizer.tokenize(" " + w) for w in words]
+    if any(len(t) != 1 for t in tokens):
+        return None
+    ids = tokenizer.convert_tokens_to_ids([t[0] for t in tokens])
+    return model.get_input_embeddings().weight[ids].detach().clone()
 
-    def __init__(self, hidden: int, vocab: Vocab, numbers):
+
+class DenseHead:
+    """One linear layer over token features: objectness, colour, shape, and 4 coordinate vectors.
+
+    With ``words`` (the embeddings of the colour words, then the shape words), colour and shape are
+    predicted like the coordinates: as vectors scored against the words the language model will write.
+    """
+
+    def __init__(self, hidden: int, vocab: Vocab, numbers, words=None):
         import torch
 
-        self.vocab, self.numbers, self.hidden = vocab, numbers, hidden
+        self.vocab, self.numbers, self.hidden, self.words = vocab, numbers, hidden, words
         self.classes = 2 + len(vocab.colors) + len(vocab.shapes)  # objectness, outlined, colour, shape
-        self.linear = torch.nn.Linear(hidden, self.classes + 4 * hidden, device=numbers.device)
+        width = 2 + 2 * hidden if words is not None else self.classes
+        self.linear = torch.nn.Linear(hidden, width + 4 * hidden, device=numbers.device)
+        self.width = width
 
     def __call__(self, feats):
         """``(tokens, classes)`` logits and ``(tokens, 4, numbers)`` coordinate logits."""
+        import torch
+
         out = self.linear(feats.reshape(-1, self.hidden))
-        coords = out[:, self.classes :].reshape(-1, 4, self.hidden) @ self.numbers.T
-        return out[:, : self.classes], coords
+        coords = out[:, self.width :].reshape(-1, 4, self.hidden) @ self.numbers.T
+        if self.words is None:
+            return out[:, : self.classes], coords
+        nc, h = len(self.vocab.colors), self.hidden
+        color = out[:, 2 : 2 + h] @ self.words[:nc].T
+        shape = out[:, 2 + h : 2 + 2 * h] @ self.words[nc:].T
+        return torch.cat([out[:, :2], color, shape], dim=1), coords
 
     def parameters(self):
         return self.linear.parameters()
@@ -217,10 +239,12 @@ def evaluate_head(features: TokenFeatures, head: DenseHead, samples: Sequence[Sa
 
 
 def train_vision(model_dir: Path, data: Path, out: Path, minutes: float, lr: float = 1e-3, batch_size: int = 64,
-                 seed: int = 0, heldout: int = 256, progress: bool = True, device: str = "auto") -> VisionStageResult:
+                 seed: int = 0, heldout: int = 256, progress: bool = True, device: str = "auto",
+                 word_targets: bool = False) -> VisionStageResult:
     """Train the vision tower (and its projector) of the model in ``model_dir`` with the dense head for
     ``minutes`` on ``device`` (``auto``: the GPU where one is visible); save the whole model with its
-    processor to ``out``."""
+    processor to ``out``. ``word_targets``: score colour and shape against the model's embeddings of
+    those words (as the coordinates are scored against the number tokens'), where each is one token."""
     import torch
     from tqdm import tqdm
 
@@ -241,7 +265,11 @@ def train_vision(model_dir: Path, data: Path, out: Path, minutes: float, lr: flo
     torch.manual_seed(seed)
     features = TokenFeatures(model, processor, adapter.family)
     space = adapter.coord_space()
-    head = DenseHead(model.config.get_text_config().hidden_size, vocab, number_table(model, processor.tokenizer))
+    words = word_table(model, processor.tokenizer, vocab.colors + vocab.shapes) if word_targets else None
+    if word_targets and words is None:
+        raise MirgError("--word-targets: a colour or shape word is more than one token in this tokenizer")
+    head = DenseHead(model.config.get_text_config().hidden_size, vocab, number_table(model, processor.tokenizer),
+                     words)
     vision = [p for name, p in model.named_parameters() if _is_vision(name)]
     optimizer = torch.optim.AdamW(vision + list(head.parameters()), lr=lr, weight_decay=0.01)
     deadline, start = time.monotonic() + 60 * minutes, time.monotonic()
