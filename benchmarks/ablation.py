@@ -20,6 +20,7 @@ import json
 import statistics
 from pathlib import Path
 
+from mirg.data.trajectories import DETAILS
 from mirg.demo import DemoPlan, grpo_args, make_data, sft_args
 from mirg.models.registry import adapter_for, resolve_model_path
 from mirg.pipeline import run_mirg
@@ -38,8 +39,10 @@ def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
     return v
 
 
-def run_seed(out: Path, seed: int) -> dict[str, dict]:
+def run_seed(out: Path, seed: int, detail: str | None = None) -> dict[str, dict]:
     plan = DemoPlan(out=out / f"seed{seed}", seed=seed)
+    if detail is not None:
+        plan.detail = detail
     base = str(resolve_model_path(plan.model))
     make_data(plan, adapter_for(base).coords)
     results = {}
@@ -81,9 +84,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--detail", choices=DETAILS, help="trajectory detail (default: the demo's)")
     opts = parser.parse_args()
     seeds = [int(s) for s in opts.seeds.split(",")]
-    per_seed = {seed: run_seed(opts.out, seed) for seed in seeds}
+    per_seed = {seed: run_seed(opts.out, seed, opts.detail) for seed in seeds}
     summary = aggregate(per_seed)
     (opts.out / "ablation.json").write_text(json.dumps({"per_seed": per_seed, "summary": summary}, indent=2) + "\n")
     (opts.out / "ablation.md").write_text(markdown(summary, seeds))

@@ -40,8 +40,8 @@ class DemoPlan:
     grpo_lr: float = 5e-5
     batch_size: int = 16
     num_generations: int = 4
-    max_completion_length: int = 256  # brief trajectories of 2-4 images stay under ~240 tokens
-    detail: str = "brief"  # the base already sees; stage 1 teaches the cross-image reasoning
+    max_completion_length: int = 320  # list trajectories of 2-4 images stay under ~290 tokens
+    detail: str = "list"  # what the embedded base was pretrained to write: every object with its box, then the target
     eval_batch_size: int = 16
     extra_sft: list[str] = field(default_factory=list)
     extra_grpo: list[str] = field(default_factory=list)

@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"stage-2 (GRPO) wall time in minutes (default {d.grpo_minutes:g})")
     p.add_argument("--n-train", type=int, help=f"training samples (default {d.n_train})")
     p.add_argument("--n-test", type=int, help=f"held-out test samples (default {d.n_test})")
+    from mirg.data.trajectories import DETAILS
+
+    p.add_argument("--detail", choices=DETAILS,
+                   help=f"what the stage-1 trajectories write before the answer (see `mirg data trajectories "
+                   f"--help`; default {d.detail})")
     p.set_defaults(func=run)
 
 
@@ -39,5 +44,7 @@ def run(args: argparse.Namespace) -> int:
             if value <= 0:
                 raise MirgError(f"--{name.replace('_', '-')} must be positive, got {value}")
             setattr(plan, name, value)
+    if args.detail is not None:
+        plan.detail = args.detail
     run_demo(plan)
     return 0

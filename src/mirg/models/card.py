@@ -95,7 +95,9 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         f"{_pct(one.get('overall', {}).get('pooled_acc@0.5'))}, mIoU {_pct(one.get('overall', {}).get('pooled_mean_iou'))}; "
         f"objects whose colour and shape its image description names "
         f"{_pct(one.get('listing', {}).get('described_recall'))} (of the labels it names, "
-        f"{_pct(one.get('listing', {}).get('described_precision'))} are right).",
+        f"{_pct(one.get('listing', {}).get('described_precision'))} are right); objects it lists by colour and "
+        f"shape {_pct(one.get('listing', {}).get('label_recall'))}, with their box (IoU >= 0.5) "
+        f"{_pct(one.get('listing', {}).get('box_recall@0.5'))}.",
         f"- Nine cross-image task families with two images (object_tracking needs three or more), before any "
         f"MIRG-RL training: task-mean acc@0.5 "
         f"{_pct(two.get('overall', {}).get('task_mean_acc@0.5'))}, image accuracy "
