@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 from mirg.data.trajectories import DETAILS
-from mirg.demo import DemoPlan, grpo_args, make_data, sft_args
+from mirg.demo import DemoPlan, grpo_args, make_data, resolve_detail, sft_args
 from mirg.models.registry import adapter_for, resolve_model_path
 from mirg.pipeline import run_mirg
 
@@ -44,6 +44,7 @@ def run_seed(out: Path, seed: int, detail: str | None = None) -> dict[str, dict]
     if detail is not None:
         plan.detail = detail
     base = str(resolve_model_path(plan.model))
+    resolve_detail(plan, Path(base))
     make_data(plan, adapter_for(base).coords)
     results = {}
     for name, (args, folder) in variants(plan, base).items():
@@ -84,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--detail", choices=DETAILS, help="trajectory detail (default: the demo's)")
+    parser.add_argument("--detail", choices=DETAILS, help="trajectory detail (default: the demo's choice for the base)")
     opts = parser.parse_args()
     seeds = [int(s) for s in opts.seeds.split(",")]
     per_seed = {seed: run_seed(opts.out, seed, opts.detail) for seed in seeds}

@@ -27,3 +27,24 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     # A rerun finds every stage complete and only rebuilds the summary.
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and "$ mirg sft" not in again.stdout
+
+
+def test_demo_writes_trajectories_in_the_list_format_its_base_was_pretrained_on(tmp_path):
+    from mirg.demo import DemoPlan, pretrained_detail, resolve_detail
+    from mirg.models.registry import embedded_model_dir
+
+    assert pretrained_detail(embedded_model_dir()) == "list"
+    cases = {"box": '{"stages": [{"detail": "none"}, {"detail": "box-list"}]}', "answer": '{"stages": [{"detail": "answer"}]}',
+             "broken": '{"stages": [', "empty": '{"stages": []}'}
+    for name, text in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "pretrain_summary.json").write_text(text)
+    assert pretrained_detail(tmp_path / "box") == "box-list"
+    assert [pretrained_detail(tmp_path / n) for n in ("answer", "broken", "empty")] == [None, None, None]
+    assert pretrained_detail(tmp_path) is None  # no summary: any other model folder
+    plan = DemoPlan(out=tmp_path / "demo")
+    resolve_detail(plan, tmp_path / "answer")
+    assert plan.detail == "brief"
+    plan = DemoPlan(out=tmp_path / "demo", detail="full")
+    resolve_detail(plan, tmp_path / "box")
+    assert plan.detail == "full"  # an explicit --detail wins

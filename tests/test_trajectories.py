@@ -120,7 +120,7 @@ def dataset(tmp_path_factory) -> Path:
     "coords,extra",
     [("pixel", []), ("norm1000", []), ("norm1", []), ("resized", ["--max-pixels", "20000", "--min-pixels", "3136"])],
 )
-@pytest.mark.parametrize("detail", ["answer", "list", "brief", "full"])
+@pytest.mark.parametrize("detail", ["answer", "list", "box-list", "brief", "full"])
 def test_template_answers_score_perfectly(dataset, tmp_path, coords, extra, detail):
     out = tmp_path / "out"
     argv = ["data", "trajectories", "--data", str(dataset), "--out", str(out), "--coords", coords, "--detail", detail]
@@ -144,11 +144,12 @@ def test_answer_detail_only_names_the_target_image(dataset, tmp_path):
         assert think.endswith(f" is in image {samples[row['id']].target.image}.") and "[" not in think, text
 
 
-def test_list_detail_lists_every_object_so_the_listing_score_is_perfect(dataset, tmp_path):
+@pytest.mark.parametrize("detail", ["list", "box-list"])
+def test_list_detail_lists_every_object_so_the_listing_score_is_perfect(dataset, tmp_path, detail):
     from mirg.eval.perception import listed_objects, score_listing
 
     out = tmp_path / "list"
-    assert main(["data", "trajectories", "--data", str(dataset), "--out", str(out), "--detail", "list",
+    assert main(["data", "trajectories", "--data", str(dataset), "--out", str(out), "--detail", detail,
                  "--coords", "norm1000"]) == 0
     samples = {s.id: s for s in read_manifest(dataset)}
     rows = read_jsonl(out / "sft.jsonl")
@@ -160,6 +161,8 @@ def test_list_detail_lists_every_object_so_the_listing_score_is_perfect(dataset,
         assert score.labels_found == score.boxes_found == score.objects, text
         think = text[len("<think>"):text.index("</think>")]
         assert think.endswith(f" is in image {sample.target.image}."), text
+        first = think.split(": ", 1)[1]
+        assert first.startswith("[") if detail == "box-list" else first[0].isalpha(), text
         if sample.num_images == 1:
             xs = [box[0] + box[2] for _, box in listed_objects(think)]
             assert xs == sorted(xs) and think.startswith("Objects: "), text

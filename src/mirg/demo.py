@@ -41,13 +41,35 @@ class DemoPlan:
     batch_size: int = 16
     num_generations: int = 4
     max_completion_length: int = 320  # list trajectories of 2-4 images stay under ~290 tokens
-    detail: str = "list"  # what the embedded base was pretrained to write: every object with its box, then the target
+    detail: str | None = None  # None: the list format the base was pretrained on (pretrain_summary.json), else brief
     eval_batch_size: int = 16
     extra_sft: list[str] = field(default_factory=list)
     extra_grpo: list[str] = field(default_factory=list)
 
     def path(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
+
+
+def pretrained_detail(base: Path) -> str | None:
+    """The list format a ``mirg model pretrain-tiny`` base was trained to write (its last stage's detail),
+    or None for any other base. Trajectories in that format carry over what the base already does."""
+    from mirg.data.trajectories import LIST_DETAILS
+
+    summary = base / "pretrain_summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        stages = json.loads(summary.read_text(encoding="utf-8")).get("stages") or []
+        detail = stages[-1].get("detail") if isinstance(stages[-1], dict) else None
+    except (ValueError, AttributeError, IndexError):
+        return None
+    return detail if detail in LIST_DETAILS else None
+
+
+def resolve_detail(plan: DemoPlan, base: Path) -> None:
+    """Fill in ``plan.detail`` where it was left to the base: its list format, else ``brief``."""
+    if plan.detail is None:
+        plan.detail = pretrained_detail(base) or "brief"
 
 
 def make_data(plan: DemoPlan, coords: str) -> None:
@@ -149,6 +171,7 @@ def run_demo(plan: DemoPlan) -> dict:
     base_dir = resolve_model_path(plan.model)
     coords = adapter_for(base_dir).coords
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    resolve_detail(plan, base_dir)
     make_data(plan, coords)
     models = train_stages(plan, str(base_dir))
     metrics = evaluate_stages(plan, models)

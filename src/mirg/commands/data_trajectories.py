@@ -31,9 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="dataset folder or manifest.jsonl")
     p.add_argument("--out", required=True, metavar="DIR2", help="output folder (sft.jsonl, rl.jsonl, README.md)")
     p.add_argument("--mode", choices=["template", "teacher"], default="template", help="default: template")
-    p.add_argument("--detail", choices=["answer", "list", "brief", "full"], default="brief",
+    p.add_argument("--detail", choices=["answer", "list", "box-list", "brief", "full"], default="brief",
                    help="answer: only the target image named, then the answer; list: every object of every image "
-                   "with its box, then the target image named; brief: reference and target only; "
+                   "with its box, then the target image named; box-list: the same with each box before its "
+                   "label; brief: reference and target only; "
                    "full: every object of every image with its box (default: brief)")
     p.add_argument("--coords", choices=SPACES, default="pixel",
                    help="coordinate space of boxes in the text (default: pixel)")

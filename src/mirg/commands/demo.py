@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from mirg.data.trajectories import DETAILS
 
     p.add_argument("--detail", choices=DETAILS,
-                   help=f"what the stage-1 trajectories write before the answer (see `mirg data trajectories "
-                   f"--help`; default {d.detail})")
+                   help="what the stage-1 trajectories write before the answer (see `mirg data trajectories "
+                   "--help`; default: the list format a pretrain-tiny base was trained on, as the embedded "
+                   "base's list, else brief)")
     p.set_defaults(func=run)
 
 

@@ -67,10 +67,10 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--eval-samples", type=int, default=200, help="held-out samples per evaluation (default 200)")
     tiny.add_argument("--word-targets", action="store_true",
                       help="vision stage: colour and shape scored against the word embeddings (see pretrain-vision)")
-    tiny.add_argument("--detail", choices=("answer", "list"), default="answer",
-                      help="how every curriculum stage answers: answer (the box right after naming the target) or "
-                      "list (every object with its box first, then the target; see `mirg data trajectories`) "
-                      "(default answer)")
+    tiny.add_argument("--detail", choices=("answer", "list", "box-list"), default="answer",
+                      help="how every curriculum stage answers: answer (the box right after naming the target), "
+                      "list (every object with its box first, then the target; see `mirg data trajectories`) or "
+                      "box-list (the same list with each box before its label) (default answer)")
     tiny.set_defaults(func=run_pretrain_tiny)
 
 

@@ -1,10 +1,13 @@
 """How well a model lists the objects it sees: labels (colour and shape) and boxes in its reasoning.
 
 Every trajectory describes each image in one sentence (``Image 2 shows a small red circle and a large
-blue star on a gray background.``); full-detail ones also list every object as ``<label> [x1, y1, x2, y2]``.
-This reads both back from a response and matches them to the annotations (as multisets per sample).
+blue star on a gray background.``); full- and list-detail ones also list every object as
+``<label> [x1, y1, x2, y2]``, box-list ones as ``[x1, y1, x2, y2] <label>``. This reads them back from a
+response and matches them to the annotations (as multisets per sample).
 
 >>> listed_objects("Objects there: red square [1, 2, 30, 40]; green star [5, 6, 7, 8]. It is at [1, 2, 3, 4].")
+[('red square', (1.0, 2.0, 30.0, 40.0)), ('green star', (5.0, 6.0, 7.0, 8.0))]
+>>> listed_objects("Objects: [1, 2, 30, 40] red square; [5, 6, 7, 8] green star. The red square is in image 1.")
 [('red square', (1.0, 2.0, 30.0, 40.0)), ('green star', (5.0, 6.0, 7.0, 8.0))]
 """
 
@@ -20,7 +23,10 @@ from mirg.geometry import CoordSpace, iou
 from mirg.schema import Sample
 
 # Two lower-case words then a bracketed box: no nested quantifiers, so matching stays linear.
-_ENTRY = re.compile(r"\b([a-z]+ [a-z]+) \[(-?\d+(?:\.\d+)?), (-?\d+(?:\.\d+)?), (-?\d+(?:\.\d+)?), (-?\d+(?:\.\d+)?)\]")
+_NUM = r"(-?\d+(?:\.\d+)?)"
+_ENTRY = re.compile(rf"\b([a-z]+ [a-z]+) \[{_NUM}, {_NUM}, {_NUM}, {_NUM}\]")
+# The box-list order: a box, one space, then two lower-case words (not followed by a third).
+_BOX_FIRST = re.compile(rf"\[{_NUM}, {_NUM}, {_NUM}, {_NUM}\] ([a-z]+ [a-z]+)\b(?! [a-z])")
 _NOT_LABELS = {"is at", "spans at", "at at"}
 
 
@@ -45,14 +51,19 @@ def count_labels(text: str, labels: set[str]) -> Counter:
 
 
 def listed_objects(text: str) -> list[tuple[str, tuple[float, float, float, float]]]:
-    """``(label, box)`` for every ``label [x1, y1, x2, y2]`` entry of ``text``, in order."""
-    out = []
+    """``(label, box)`` for every ``label [x1, y1, x2, y2]`` or ``[x1, y1, x2, y2] label`` entry of ``text``,
+    in order of where the box stands."""
+    found = []
     for m in _ENTRY.finditer(text):
         label = m.group(1)
         if label in _NOT_LABELS or label.endswith((" is", " at", " spans")):
             continue
-        out.append((label, tuple(float(m.group(i)) for i in range(2, 6))))
-    return out
+        found.append((m.start(2), label, tuple(float(m.group(i)) for i in range(2, 6))))
+    taken = {start for start, _, _ in found}
+    for m in _BOX_FIRST.finditer(text):
+        if m.start(1) not in taken:
+            found.append((m.start(1), m.group(5), tuple(float(m.group(i)) for i in range(1, 5))))
+    return [(label, box) for _, label, box in sorted(found)]
 
 
 @dataclass

@@ -52,8 +52,8 @@ CURRICULUM = (
 
 
 def curriculum(detail: str = "answer") -> tuple[Stage, ...]:
-    """The curriculum with every stage answered in ``detail`` (``answer`` or ``list``). With ``list``, the
-    stages after the first mix in the ``listing`` family, whose questions name no label.
+    """The curriculum with every stage answered in ``detail`` (``answer``, ``list`` or ``box-list``). With a
+    list, the stages after the first mix in the ``listing`` family, whose questions name no label.
 
     >>> [(s.name, s.detail, s.tasks) for s in curriculum("list")]  # doctest: +NORMALIZE_WHITESPACE
     [('one-object', 'list', 'perception'), ('scenes', 'list', 'perception,listing'),

@@ -1,0 +1,104 @@
+"""Where answers in the list format go wrong: listing the objects, labelling them, or copying the box.
+
+Usage: python benchmarks/list_analysis.py --data DIR --run RUN [--coords norm1000] [--min-objects 2]
+
+For a model that writes every object of every image with its box before the answer (``mirg data
+trajectories --detail list`` or ``box-list``), reads each response of RUN/predictions.jsonl against the
+manifest in DIR and counts, over the samples whose target image holds at least ``--min-objects`` objects:
+
+  target_box_listed        the target image's list has an entry whose box reaches IoU >= 0.5 with the target
+  target_listed_and_named  ... and that entry carries the target's colour and shape
+  target_label_elsewhere   another entry of that list carries the target's label (a wrong object named so)
+  answer_from_list         the answer's box is, to the digit, the box of an entry of the answered image's list
+  answer_from_named_entry  ... of an entry carrying the target's label
+  correct                  the answer names the target image and reaches IoU >= 0.5
+
+and the label precision of all entries (an entry's label is right when an object of its image with IoU >=
+0.5 to its box has that label). Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+_SECTION = re.compile(r"(?:Objects|Image (\d+)):(.*?)(?=Image \d+:|$)", re.S)
+
+
+def image_lists(think: str) -> dict[int, list[tuple[str, tuple[float, ...]]]]:
+    """``{image: [(label, box), ...]}`` from ``Objects: ...`` (one image) or ``Image k: ...`` sections."""
+    from mirg.eval.perception import listed_objects
+
+    return {int(m.group(1) or 1): listed_objects(m.group(2)) for m in _SECTION.finditer(think)}
+
+
+def analyse(sample, response: str, space, counts: Counter) -> None:
+    from mirg.answer import think_block, try_parse_answer
+    from mirg.geometry import clip_box, iou
+
+    k = sample.target.image
+    objects = sample.objects[k - 1]
+    label = max(objects, key=lambda o: iou(o.bbox, sample.target.bbox)).label
+    lists = image_lists(think_block(response))
+    pixels = {i: [(name, clip_box(space.to_pixels(box, sample.image_sizes[i - 1]), sample.image_sizes[i - 1]), box)
+                  for name, box in entries] for i, entries in lists.items() if 1 <= i <= sample.num_images}
+    for i, entries in pixels.items():
+        for name, box, _ in entries:
+            counts["entries"] += 1
+            counts["entries_named_right"] += any(iou(box, o.bbox) >= 0.5 and o.label == name for o in sample.objects[i - 1])
+    listed = pixels.get(k, [])
+    on_target = [name for name, box, _ in listed if iou(box, sample.target.bbox) >= 0.5]
+    counts["samples"] += 1
+    counts["target_box_listed"] += bool(on_target)
+    counts["target_listed_and_named"] += label in on_target
+    counts["target_label_elsewhere"] += any(name == label and iou(box, sample.target.bbox) < 0.5 for name, box, _ in listed)
+    answer = try_parse_answer(response, sample.num_images)
+    if answer is None:
+        return
+    written = [(name, tuple(float(v) for v in raw)) for name, _, raw in pixels.get(answer.image, [])]
+    bbox = tuple(float(v) for v in answer.bbox)
+    counts["answer_from_list"] += any(box == bbox for _, box in written)
+    counts["answer_from_named_entry"] += any(box == bbox and name == label for name, box in written)
+    size = sample.image_sizes[answer.image - 1]
+    counts["correct"] += answer.image == k and iou(clip_box(space.to_pixels(answer.bbox, size), size), sample.target.bbox) >= 0.5
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, type=Path, help="dataset folder (manifest.jsonl)")
+    parser.add_argument("--run", required=True, type=Path, help="an eval run folder (predictions.jsonl)")
+    parser.add_argument("--coords", default="norm1000", help="coordinate space of the responses (default norm1000)")
+    parser.add_argument("--min-objects", type=int, default=2, help="objects in the target image (default 2)")
+    opts = parser.parse_args()
+
+    from mirg.errors import MirgError
+    from mirg.geometry import CoordSpace
+    from mirg.predictions import read_predictions_jsonl
+    from mirg.schema import read_manifest
+
+    try:
+        samples = read_manifest(opts.data)
+        responses = read_predictions_jsonl(opts.run / "predictions.jsonl")
+        space = CoordSpace(opts.coords)
+    except (MirgError, OSError, ValueError) as exc:
+        print(f"list_analysis: {exc}", file=sys.stderr)
+        return 2
+    counts: Counter = Counter()
+    for sample in samples:
+        if sample.objects is None or sample.id not in responses:
+            counts["skipped"] += 1
+            continue
+        if len(sample.objects[sample.target.image - 1]) >= opts.min_objects:
+            analyse(sample, responses[sample.id], space, counts)
+    result = dict(counts)
+    result["label_precision"] = round(counts["entries_named_right"] / counts["entries"], 3) if counts["entries"] else None
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
