@@ -48,3 +48,19 @@ def test_demo_writes_trajectories_in_the_list_format_its_base_was_pretrained_on(
     plan = DemoPlan(out=tmp_path / "demo", detail="full")
     resolve_detail(plan, tmp_path / "box")
     assert plan.detail == "full"  # an explicit --detail wins
+
+
+def test_demo_refuses_to_continue_with_trajectories_of_another_detail(tmp_path):
+    import pytest
+
+    from mirg.demo import check_trajectory_detail
+    from mirg.errors import MirgError
+
+    traj = tmp_path / "trajectories"
+    traj.mkdir()
+    (traj / "README.md").write_text("# Trajectories\n\n- mode: template\n- detail: brief\n")
+    check_trajectory_detail(traj, "list")  # no rl.jsonl yet: nothing to continue
+    (traj / "rl.jsonl").write_text("")
+    check_trajectory_detail(traj, "brief")
+    with pytest.raises(MirgError, match="detail 'brief'.*asks for 'list'"):
+        check_trajectory_detail(traj, "list")

@@ -72,6 +72,21 @@ def resolve_detail(plan: DemoPlan, base: Path) -> None:
         plan.detail = pretrained_detail(base) or "brief"
 
 
+def check_trajectory_detail(traj: Path, detail: str | None) -> None:
+    """Refuse to continue a demo whose trajectories were written in another detail than the plan's."""
+    import re
+
+    from mirg.errors import MirgError
+
+    readme = traj / "README.md"
+    if not (traj / "rl.jsonl").is_file() or not readme.is_file():
+        return
+    found = re.search(r"^- detail: (\S+)$", readme.read_text(encoding="utf-8"), re.M)
+    if found and found.group(1) != detail:
+        raise MirgError(f"{traj} holds trajectories in detail {found.group(1)!r}, this demo asks for {detail!r}: "
+                        f"choose a new --out, or pass --detail {found.group(1)} to continue it")
+
+
 def make_data(plan: DemoPlan, coords: str) -> None:
     """The three splits (distinct seeds and id prefixes) and the training trajectories."""
     splits = {"train": (plan.n_train, plan.seed), "val": (plan.n_val, plan.seed + 10_000),
@@ -83,6 +98,7 @@ def make_data(plan: DemoPlan, coords: str) -> None:
         run_mirg(["data", "synth", "--out", str(folder), "--n", str(n), "--seed", str(seed), "--id-prefix", name,
                   "--image-size", str(plan.image_size), "--overwrite"], plan.path("logs", f"synth_{name}.txt"))
     traj = plan.path("data", "trajectories")
+    check_trajectory_detail(traj, plan.detail)
     if not (traj / "rl.jsonl").is_file():
         run_mirg(["data", "trajectories", "--data", str(plan.path("data", "train")), "--out", str(traj),
                   "--detail", plan.detail, "--coords", coords], plan.path("logs", "trajectories.txt"))
