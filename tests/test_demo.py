@@ -35,12 +35,12 @@ def test_demo_writes_trajectories_in_the_list_format_its_base_was_pretrained_on(
 
     assert pretrained_detail(embedded_model_dir()) == "list"
     cases = {"box": '{"stages": [{"detail": "none"}, {"detail": "box-list"}]}', "answer": '{"stages": [{"detail": "answer"}]}',
-             "broken": '{"stages": [', "empty": '{"stages": []}'}
+             "broken": '{"stages": [', "empty": '{"stages": []}', "dict": '{"stages": {"a": 1}}', "list": "[1]"}
     for name, text in cases.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "pretrain_summary.json").write_text(text)
     assert pretrained_detail(tmp_path / "box") == "box-list"
-    assert [pretrained_detail(tmp_path / n) for n in ("answer", "broken", "empty")] == [None, None, None]
+    assert [pretrained_detail(tmp_path / n) for n in ("answer", "broken", "empty", "dict", "list")] == [None] * 5
     assert pretrained_detail(tmp_path) is None  # no summary: any other model folder
     plan = DemoPlan(out=tmp_path / "demo")
     resolve_detail(plan, tmp_path / "answer")

@@ -59,10 +59,11 @@ def pretrained_detail(base: Path) -> str | None:
     if not summary.is_file():
         return None
     try:
-        stages = json.loads(summary.read_text(encoding="utf-8")).get("stages") or []
-        detail = stages[-1].get("detail") if isinstance(stages[-1], dict) else None
-    except (ValueError, AttributeError, IndexError):
+        stages = json.loads(summary.read_text(encoding="utf-8")).get("stages")
+    except (ValueError, AttributeError):  # not JSON, or not an object
         return None
+    last = stages[-1] if isinstance(stages, list) and stages else None
+    detail = last.get("detail") if isinstance(last, dict) else None
     return detail if detail in LIST_DETAILS else None
 
 
