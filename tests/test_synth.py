@@ -313,3 +313,18 @@ def test_a_non_empty_folder_is_kept_unless_overwrite(tmp_path, capsys):
 def test_an_empty_task_list_is_refused():
     with pytest.raises(MirgError, match="--tasks is empty"):
         SynthConfig(n=3, tasks=parse_tasks(" , "))
+
+
+def test_a_worker_that_dies_gives_a_one_line_error(tmp_path):
+    """A drawing worker that dies (here: a ``select.py`` in the working directory shadows the standard
+    library in the spawned workers) ends the command with one line, not a traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "select.py").write_text("raise SystemExit(3)\n", encoding="utf-8")
+    mirg = Path(sys.executable).with_name("mirg")
+    proc = subprocess.run([str(mirg), "data", "synth", "--out", str(tmp_path / "ds"), "--n", "40", "--image-size",
+                           "64", "--workers", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "a drawing worker stopped abruptly" in proc.stderr.strip().splitlines()[-1]

@@ -317,6 +317,7 @@ def _run_samples(cfg: SynthConfig, out: Path, workers: int, tick: Callable[[int]
         return results
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     chunk = max(1, min(100, cfg.n // (workers * 4) or 1))
     ranges = [(s, min(cfg.n, s + chunk)) for s in range(0, cfg.n, chunk)]
@@ -324,7 +325,12 @@ def _run_samples(cfg: SynthConfig, out: Path, workers: int, tick: Callable[[int]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(generate_range, cfg, out, s, e) for s, e in ranges]
         for future in futures:
-            part = future.result()
+            try:
+                part = future.result()
+            except BrokenProcessPool as err:
+                raise MirgError(f"a drawing worker stopped abruptly ({err.__class__.__name__}: out of memory, killed, "
+                                "or a module in the working directory shadows the standard library); "
+                                "rerun with --workers 1 to see why") from None
             results.extend(part)
             tick(len(part))
     return results
