@@ -190,6 +190,25 @@ def test_seed_decides_the_weights(tmp_path, tiny_models):
     assert any((base[k] != other[k]).any() for k in base)
 
 
+@pytest.mark.parametrize("family", ["qwen3_vl", "llava"])
+def test_rope_theta_reaches_the_language_model(tmp_path, tiny_models, family):
+    assert main(["model", "init-tiny", "--family", family, "--size", "xs", "--rope-theta", "1e6",
+                 "--out", str(tmp_path / "m")]) == 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    default = json.loads((tiny_models[family] / "config.json").read_text())
+    assert config["text_config"]["rope_parameters"]["rope_theta"] == 1e6
+    assert default["text_config"]["rope_parameters"]["rope_theta"] == SIZES["xs"].rope_theta == 10000.0
+    assert json.loads((tmp_path / "m" / "tiny_model.json").read_text())["rope_theta"] == 1e6
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_rope_theta_must_be_positive(tmp_path, capsys, value):
+    assert main(["model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--rope-theta", value,
+                 "--out", str(tmp_path / "m")]) == 2
+    assert "--rope-theta must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_init_tiny_refuses_a_non_empty_folder(tmp_path, capsys):
     (tmp_path / "x.txt").write_text("keep me")
     assert main(["model", "init-tiny", "--family", "llava", "--out", str(tmp_path)]) == 2

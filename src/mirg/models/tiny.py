@@ -21,7 +21,7 @@ True
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mirg.errors import MirgError
@@ -45,6 +45,9 @@ class TinySize:
     vision_heads: int
     #: Qwen3-VL: side of the learned absolute position grid (patch-14 grid of the typical image).
     position_grid: int
+    #: Base of the language model's rotary frequencies. Larger leaves more of each head's dimensions nearly
+    #: unrotated over a prompt's length, so text can pick image tokens by what they show, wherever they are.
+    rope_theta: float = 10000.0
 
     @property
     def head_dim(self) -> int:
@@ -96,7 +99,7 @@ def _qwen_token_ids(tokenizer) -> dict[str, int]:
 def qwen2_5_vl_config(size: TinySize, tokenizer, ids: dict[str, int]):
     from transformers import Qwen2_5_VLConfig
 
-    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(size.head_dim)}
+    rope = {"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": mrope_section(size.head_dim)}
     vision = {
         "depth": size.vision_depth, "hidden_size": size.vision_hidden, "intermediate_size": size.vision_hidden * 2,
         "num_heads": size.vision_heads, "out_hidden_size": size.hidden, "patch_size": 14, "spatial_merge_size": 2,
@@ -111,7 +114,7 @@ def qwen2_5_vl_config(size: TinySize, tokenizer, ids: dict[str, int]):
 def qwen2_vl_config(size: TinySize, tokenizer, ids: dict[str, int]):
     from transformers import Qwen2VLConfig
 
-    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(size.head_dim)}
+    rope = {"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": mrope_section(size.head_dim)}
     vision = {
         "depth": size.vision_depth, "embed_dim": size.vision_hidden, "hidden_size": size.hidden, "mlp_ratio": 2,
         "num_heads": size.vision_heads, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
@@ -126,7 +129,7 @@ def qwen3_vl_config(size: TinySize, tokenizer, ids: dict[str, int]):
     """Qwen3-VL: its vision tower adds a learned absolute position grid (``position_grid`` squared)."""
     from transformers import Qwen3VLConfig
 
-    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(size.head_dim),
+    rope = {"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": mrope_section(size.head_dim),
             "mrope_interleaved": True}
     text = _text_config(size, len(tokenizer), ids, rope) | {"head_dim": size.head_dim}
     vision = {
@@ -149,7 +152,7 @@ def llava_config(size: TinySize, tokenizer, ids: dict[str, int]):
         "intermediate_size": size.vision_hidden * 2, "num_hidden_layers": size.vision_depth,
         "num_attention_heads": size.vision_heads, "image_size": side, "patch_size": patch, "projection_dim": size.hidden,
     }
-    text = _text_config(size, len(tokenizer), ids, {"rope_type": "default", "rope_theta": 10000.0})
+    text = _text_config(size, len(tokenizer), ids, {"rope_type": "default", "rope_theta": size.rope_theta})
     return LlavaConfig(
         vision_config=vision, text_config={"model_type": "qwen2", **text},
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_seq_length=(side // patch) ** 2,
@@ -278,8 +281,9 @@ CONFIG_BUILDERS = {
 }
 
 
-def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0) -> dict:
-    """Build, save and describe a tiny model of ``family``; returns a summary (params, vocab, folder)."""
+def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0, rope_theta: float | None = None) -> dict:
+    """Build, save and describe a tiny model of ``family``; returns a summary (params, vocab, folder).
+    ``rope_theta`` overrides the size preset's rotary base."""
     import torch
     from transformers import GenerationConfig
 
@@ -295,7 +299,10 @@ def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0) -> 
         raise MirgError(f"{folder} exists and is not empty; choose a new --out folder")
     tokenizer = build_tokenizer("llava" if family == "llava" else "qwen")
     ids = {"eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id}
-    config = CONFIG_BUILDERS[family](SIZES[size], tokenizer, ids)
+    if rope_theta is not None and not rope_theta > 0:
+        raise MirgError(f"--rope-theta must be positive, got {rope_theta}")
+    preset = SIZES[size] if rope_theta is None else replace(SIZES[size], rope_theta=float(rope_theta))
+    config = CONFIG_BUILDERS[family](preset, tokenizer, ids)
     torch.manual_seed(seed)
     model = adapter_for(family).model_class()(config)
     init_number_embeddings(model, tokenizer)
@@ -307,7 +314,7 @@ def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0) -> 
     model.save_pretrained(str(folder))
     build_processor(family, tokenizer).save_pretrained(str(folder))
     summary = {
-        "family": family, "size": size, "seed": seed, "folder": str(folder),
+        "family": family, "size": size, "seed": seed, "rope_theta": preset.rope_theta, "folder": str(folder),
         "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
     }
     (folder / "tiny_model.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
