@@ -11,6 +11,7 @@ OUT/ablation.json and OUT/ablation.md.
 
 Usage (the measurement in benchmarks/RESULTS.md):
     python benchmarks/ablation.py --out runs/ablation --seeds 0,1,2
+    python benchmarks/ablation.py --out runs/ablation --variants sft_continued,sft_grpo   # the control and the method only
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
     return v
 
 
-def run_seed(out: Path, seed: int, detail: str | None = None) -> dict[str, dict]:
+def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | None = None) -> dict[str, dict]:
     plan = DemoPlan(out=out / f"seed{seed}", seed=seed)
     if detail is not None:
         plan.detail = detail
@@ -48,6 +49,8 @@ def run_seed(out: Path, seed: int, detail: str | None = None) -> dict[str, dict]
     make_data(plan, adapter_for(base).coords)
     results = {}
     for name, (args, folder) in variants(plan, base).items():
+        if only is not None and name != "sft" and name not in only:
+            continue
         if not (folder / "trainer_state.json").is_file():
             run_mirg(args, plan.path("logs", f"{name}.txt"), quiet=True)
         run = plan.path("eval", name)
@@ -86,9 +89,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--detail", choices=DETAILS, help="trajectory detail (default: the demo's choice for the base)")
+    parser.add_argument("--variants", help="comma-separated variants to run besides sft (default: all of them)")
     opts = parser.parse_args()
     seeds = [int(s) for s in opts.seeds.split(",")]
-    per_seed = {seed: run_seed(opts.out, seed, opts.detail) for seed in seeds}
+    only = None
+    if opts.variants:
+        only = set(opts.variants.split(","))
+        known = set(variants(DemoPlan(out=opts.out), "embedded"))
+        if only - known:
+            parser.error(f"unknown variant(s) {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}")
+    per_seed = {seed: run_seed(opts.out, seed, opts.detail, only) for seed in seeds}
     summary = aggregate(per_seed)
     (opts.out / "ablation.json").write_text(json.dumps({"per_seed": per_seed, "summary": summary}, indent=2) + "\n")
     (opts.out / "ablation.md").write_text(markdown(summary, seeds))

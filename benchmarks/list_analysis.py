@@ -12,9 +12,11 @@ manifest in DIR and counts, over the samples whose target image holds at least `
   answer_from_list         the answer's box is, to the digit, the box of an entry of the answered image's list
   answer_from_named_entry  ... of an entry carrying the target's label
   correct                  the answer names the target image and reaches IoU >= 0.5
+  answer_on_another_object the answer's box reaches IoU >= 0.5 with an object that is not the target
 
 and the label precision of all entries (an entry's label is right when an object of its image with IoU >=
-0.5 to its box has that label). Prints one JSON line.
+0.5 to its box has that label); for the entries whose box is on an object (IoU >= 0.5 with the best-matching
+one), how many name its colour and its shape right. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ def analyse(sample, response: str, space, counts: Counter) -> None:
         for name, box, _ in entries:
             counts["entries"] += 1
             counts["entries_named_right"] += any(iou(box, o.bbox) >= 0.5 and o.label == name for o in sample.objects[i - 1])
+            on = max(sample.objects[i - 1], key=lambda o: iou(box, o.bbox))
+            if iou(box, on.bbox) >= 0.5:  # the entry's box is on an object: which half of its label is right?
+                words = name.split()
+                counts["entries_on_an_object"] += 1
+                counts["on_object_colour_right"] += bool(words) and words[0] == on.attributes.get("color")
+                counts["on_object_shape_right"] += bool(words) and words[-1] == on.attributes.get("shape")
     listed = pixels.get(k, [])
     on_target = [name for name, box, _ in listed if iou(box, sample.target.bbox) >= 0.5]
     counts["samples"] += 1
@@ -64,7 +72,10 @@ def analyse(sample, response: str, space, counts: Counter) -> None:
     counts["answer_from_list"] += any(box == bbox for _, box in written)
     counts["answer_from_named_entry"] += any(box == bbox and name == label for name, box in written)
     size = sample.image_sizes[answer.image - 1]
-    counts["correct"] += answer.image == k and iou(clip_box(space.to_pixels(answer.bbox, size), size), sample.target.bbox) >= 0.5
+    pred = clip_box(space.to_pixels(answer.bbox, size), size)
+    counts["correct"] += answer.image == k and iou(pred, sample.target.bbox) >= 0.5
+    hit = max(sample.objects[answer.image - 1], key=lambda o: iou(pred, o.bbox))
+    counts["answer_on_another_object"] += iou(pred, hit.bbox) >= 0.5 and not (answer.image == k and hit.bbox == sample.target.bbox)
 
 
 def main() -> int:

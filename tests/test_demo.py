@@ -24,9 +24,25 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     page = (out / "report.html").read_text()
     assert "base" in page and "sft_grpo" in page and "<table" in page
     assert "AVG acc@0.5" in proc.stdout  # the summary table in the terminal
+    assert summary["plan"]["freeze_vision"] is True
+    assert_vision_kept(out / "sft_grpo")
     # A rerun finds every stage complete and only rebuilds the summary.
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and "$ mirg sft" not in again.stdout
+
+
+def assert_vision_kept(model_dir):
+    """Both stages left the base's vision tower as it was, and trained the language model."""
+    from safetensors.torch import load_file
+
+    from mirg.models.registry import embedded_model_dir
+
+    base = load_file(str(embedded_model_dir() / "model.safetensors"))
+    final = load_file(str(model_dir / "model.safetensors"))
+    assert set(base) == set(final)
+    vision = [k for k in base if ".visual." in f".{k}"]
+    assert vision and all((base[k] == final[k]).all() for k in vision)
+    assert any((base[k] != final[k]).any() for k in base if k not in vision)
 
 
 def test_demo_writes_trajectories_in_the_list_format_its_base_was_pretrained_on(tmp_path):

@@ -42,6 +42,9 @@ class DemoPlan:
     num_generations: int = 4
     max_completion_length: int = 320  # list trajectories of 2-4 images stay under ~290 tokens
     detail: str | None = None  # None: the list format the base was pretrained on (pretrain_summary.json), else brief
+    #: Both stages keep the base's vision tower fixed: what it sees is the base's perception, and training it
+    #: through a few answer tokens wears away the colour and shape its features carry (benchmarks/RESULTS.md).
+    freeze_vision: bool = True
     eval_batch_size: int = 16
     extra_sft: list[str] = field(default_factory=list)
     extra_grpo: list[str] = field(default_factory=list)
@@ -105,13 +108,17 @@ def make_data(plan: DemoPlan, coords: str) -> None:
                   "--detail", plan.detail, "--coords", coords], plan.path("logs", "trajectories.txt"))
 
 
+def vision_args(plan: DemoPlan) -> list[str]:
+    return ["--freeze_vision"] if plan.freeze_vision else []
+
+
 def sft_args(plan: DemoPlan, model: str, out: Path, minutes: float, report: str = "tensorboard") -> list[str]:
     """`mirg sft` for ``minutes`` from ``model`` on the training trajectories."""
     return ["sft", "--model", model, "--data", str(plan.path("data", "trajectories")), "--output_dir", str(out),
             "--max_minutes", str(minutes), "--max_steps", "1000000", "--learning_rate", str(plan.sft_lr),
             "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "20",
             "--per_device_train_batch_size", str(plan.batch_size), "--save_strategy", "no", "--report_to", report,
-            "--seed", str(plan.seed), "--logging_steps", "20", *plan.extra_sft]
+            "--seed", str(plan.seed), "--logging_steps", "20", *vision_args(plan), *plan.extra_sft]
 
 
 def grpo_args(plan: DemoPlan, model: str, out: Path, rewards: str = "format,image,object",
@@ -123,7 +130,7 @@ def grpo_args(plan: DemoPlan, model: str, out: Path, rewards: str = "format,imag
             "--num_generations", str(plan.num_generations), "--per_device_train_batch_size",
             str(2 * plan.num_generations), "--rewards", rewards, "--reward_weights", weights,
             "--max_completion_length", str(plan.max_completion_length), "--save_strategy", "no", "--report_to",
-            report, "--seed", str(plan.seed), "--logging_steps", "5", *plan.extra_grpo]
+            report, "--seed", str(plan.seed), "--logging_steps", "5", *vision_args(plan), *plan.extra_grpo]
 
 
 def train_stages(plan: DemoPlan, base: str) -> dict[str, str]:

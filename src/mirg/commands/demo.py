@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what the stage-1 trajectories write before the answer (see `mirg data trajectories "
                    "--help`; default: the list format a pretrain-tiny base was trained on, as the embedded "
                    "base's list, else brief)")
+    p.add_argument("--train-vision", action="store_true",
+                   help="train the vision tower in both stages too (default: kept as the base has it)")
     p.set_defaults(func=run)
 
 
@@ -47,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
             setattr(plan, name, value)
     if args.detail is not None:
         plan.detail = args.detail
+    plan.freeze_vision = not args.train_vision
     run_demo(plan)
     return 0

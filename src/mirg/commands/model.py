@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="new folder to write the model to")
     p.add_argument("--size", choices=("xs", "s", "m"), default="s", help="width/depth preset (default: s)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial weights (default: 0)")
+    p.add_argument("--rope-theta", type=float, default=None, metavar="BASE",
+                   help="base of the language model's rotary frequencies (default: 10000)")
     p.set_defaults(func=run_init_tiny)
     info = model_sub.add_parser(
         "info", help="family, coordinate space and pixel limits of a model folder",
@@ -64,6 +66,11 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--family", choices=FAMILIES, default="qwen3_vl", help="model family (default qwen3_vl)")
     tiny.add_argument("--size", choices=("xs", "s", "m"), default="s", help="size preset (default s)")
+    tiny.add_argument("--rope-theta", type=float, default=None, metavar="BASE",
+                      help="base of the language model's rotary frequencies (default: 10000; see init-tiny)")
+    tiny.add_argument("--freeze-vision", action="store_true",
+                      help="keep the vision tower as the dense vision stage left it during the curriculum stages "
+                      "(SFT through a few coordinate tokens otherwise wears away the colour and shape it learnt)")
     tiny.add_argument("--eval-samples", type=int, default=200, help="held-out samples per evaluation (default 200)")
     tiny.add_argument("--word-targets", action="store_true",
                       help="vision stage: colour and shape scored against the word embeddings (see pretrain-vision)")
@@ -104,8 +111,9 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
 
         raise MirgError(f"--minutes and --eval-samples must be positive, got {args.minutes} and {args.eval_samples}")
     plan = PretrainPlan(out=Path(args.out), minutes=args.minutes, seed=args.seed, family=args.family, size=args.size,
-                        eval_samples=args.eval_samples, stages=curriculum(args.detail),
-                        vision_extra=["--word-targets"] if args.word_targets else [])
+                        eval_samples=args.eval_samples, stages=curriculum(args.detail), rope_theta=args.rope_theta,
+                        vision_extra=["--word-targets"] if args.word_targets else [],
+                        extra=["--freeze_vision"] if args.freeze_vision else [])
     command = "mirg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summary = run_pretrain(plan, command)
     print(f"pretrained {args.family} in {summary['train_wall_s'] / 60:.1f} min; model and card in {args.out}")
@@ -117,7 +125,7 @@ def run_init_tiny(args: argparse.Namespace) -> int:
 
     from mirg.models.tiny import build_tiny
 
-    summary = build_tiny(args.family, args.out, args.size, args.seed)
+    summary = build_tiny(args.family, args.out, args.size, args.seed, rope_theta=args.rope_theta)
     print(json.dumps(summary))
     return 0
 

@@ -72,6 +72,7 @@ class PretrainPlan:
     seed: int = 0
     family: str = "qwen3_vl"
     size: str = "s"
+    rope_theta: float | None = None  # None: the size preset's
     image_size: int = 112
     learning_rate: float = 1e-3
     batch_size: int = 8
@@ -219,8 +220,9 @@ def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     start = time.monotonic()
     init = plan.work("init")
     if not (init / "config.json").is_file():
+        theta = [] if plan.rope_theta is None else ["--rope-theta", str(plan.rope_theta)]
         run_mirg(["model", "init-tiny", "--family", plan.family, "--size", plan.size, "--seed", str(plan.seed),
-                  "--out", str(init)], plan.work("logs", "init.txt"), quiet=True)
+                  "--out", str(init), *theta], plan.work("logs", "init.txt"), quiet=True)
     coords = adapter_for(init).coords
     model, resumed = vision_stage(plan, init)
     vision = json.loads((model / "vision_stage.json").read_text(encoding="utf-8"))
