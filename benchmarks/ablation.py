@@ -22,7 +22,7 @@ import statistics
 from pathlib import Path
 
 from mirg.data.trajectories import DETAILS
-from mirg.demo import DemoPlan, grpo_args, make_data, resolve_detail, sft_args
+from mirg.demo import DemoPlan, check_plan, grpo_args, make_data, resolve_detail, sft_args
 from mirg.models.registry import adapter_for, resolve_model_path
 from mirg.pipeline import run_mirg
 
@@ -46,6 +46,8 @@ def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | N
         plan.detail = detail
     base = str(resolve_model_path(plan.model))
     resolve_detail(plan, Path(base))
+    plan.out.mkdir(parents=True, exist_ok=True)
+    check_plan(plan, Path(base))
     make_data(plan, adapter_for(base).coords)
     results = {}
     for name, (args, folder) in variants(plan, base).items():

@@ -49,7 +49,7 @@ def test_demo_writes_trajectories_in_the_list_format_its_base_was_pretrained_on(
     from mirg.demo import DemoPlan, pretrained_detail, resolve_detail
     from mirg.models.registry import embedded_model_dir
 
-    assert pretrained_detail(embedded_model_dir()) == "list"
+    assert pretrained_detail(embedded_model_dir()) == "mark-list"
     cases = {"box": '{"stages": [{"detail": "none"}, {"detail": "box-list"}]}', "answer": '{"stages": [{"detail": "answer"}]}',
              "broken": '{"stages": [', "empty": '{"stages": []}', "dict": '{"stages": {"a": 1}}', "list": "[1]"}
     for name, text in cases.items():
@@ -66,17 +66,38 @@ def test_demo_writes_trajectories_in_the_list_format_its_base_was_pretrained_on(
     assert plan.detail == "full"  # an explicit --detail wins
 
 
-def test_demo_refuses_to_continue_with_trajectories_of_another_detail(tmp_path):
+def test_demo_continues_only_with_the_plan_it_was_started_with(tmp_path):
     import pytest
 
-    from mirg.demo import check_trajectory_detail
+    from mirg.demo import DemoPlan, check_plan
     from mirg.errors import MirgError
 
-    traj = tmp_path / "trajectories"
-    traj.mkdir()
-    (traj / "README.md").write_text("# Trajectories\n\n- mode: template\n- detail: brief\n")
-    check_trajectory_detail(traj, "list")  # no rl.jsonl yet: nothing to continue
-    (traj / "rl.jsonl").write_text("")
-    check_trajectory_detail(traj, "brief")
-    with pytest.raises(MirgError, match="detail 'brief'.*asks for 'list'"):
-        check_trajectory_detail(traj, "list")
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model.safetensors").write_bytes(b"weights one")
+    plan = DemoPlan(out=tmp_path / "demo", detail="list")
+    plan.out.mkdir()
+    check_plan(plan, base)  # a new demo: its plan is recorded
+    assert json.loads((plan.out / "plan.json").read_text())["detail"] == "list"
+    (plan.out / "sft").mkdir()
+    check_plan(DemoPlan(out=plan.out, detail="list", eval_batch_size=4), base)  # what it measures is the same
+    with pytest.raises(MirgError, match="detail: 'list' -> 'brief'"):
+        check_plan(DemoPlan(out=plan.out, detail="brief"), base)
+    with pytest.raises(MirgError, match="freeze_vision: True -> False"):
+        check_plan(DemoPlan(out=plan.out, detail="list", freeze_vision=False), base)
+    (base / "model.safetensors").write_bytes(b"weights two")
+    with pytest.raises(MirgError, match="the base's weights differ"):
+        check_plan(plan, base)
+    old = DemoPlan(out=tmp_path / "old", detail="list")  # made before demos recorded their plan
+    (old.out / "sft").mkdir(parents=True)
+    with pytest.raises(MirgError, match="holds no plan.json"):
+        check_plan(old, base)
+    assert not (old.out / "plan.json").exists()
+
+
+def test_demo_refuses_an_other_plan_in_one_line(tmp_path):
+    out = tmp_path / "demo"
+    (out / "data").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(out)], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert proc.returncode == 2 and "holds no plan.json" in proc.stderr and "Traceback" not in proc.stderr

@@ -76,19 +76,57 @@ def resolve_detail(plan: DemoPlan, base: Path) -> None:
         plan.detail = pretrained_detail(base) or "brief"
 
 
-def check_trajectory_detail(traj: Path, detail: str | None) -> None:
-    """Refuse to continue a demo whose trajectories were written in another detail than the plan's."""
-    import re
+#: Plan fields that do not change what the demo trains or measures: a rerun may change them freely.
+FREE_FIELDS = ("out", "eval_batch_size")
 
+
+def weights_identity(model_dir: Path, hash_limit: int = 100 * 2**20) -> dict[str, Any]:
+    """What identifies a base's weights: the SHA-256 of its weight files where they total at most
+    ``hash_limit`` bytes (the embedded base: a few MB), else their names and sizes (a 7B model)."""
+    import hashlib
+
+    files = sorted(p for p in model_dir.glob("*.safetensors") if p.is_file())
+    total = sum(p.stat().st_size for p in files)
+    if total > hash_limit:
+        return {p.name: p.stat().st_size for p in files}
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.read_bytes())
+    return {"sha256": digest.hexdigest(), "bytes": total}
+
+
+def plan_record(plan: DemoPlan, base: Path) -> dict[str, Any]:
+    """The settings that decide what each stage of this demo trains and measures, with the base's weights."""
+    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(plan).items() if k not in FREE_FIELDS}
+    record["base_weights"] = weights_identity(base)
+    return record
+
+
+def check_plan(plan: DemoPlan, base: Path) -> None:
+    """Continue a demo only with the plan it was started with; record the plan in a new one.
+
+    A stage whose output exists is not run again, so continuing under other settings (another base, other
+    budgets, a trajectory detail, the vision tower trained or not) would report stages trained one way
+    under a plan that says another. Such a rerun, or a non-empty folder with no recorded plan, is refused."""
     from mirg.errors import MirgError
 
-    readme = traj / "README.md"
-    if not (traj / "rl.jsonl").is_file() or not readme.is_file():
+    record, stored = plan_record(plan, base), plan.path("plan.json")
+    if not stored.is_file():
+        if any(p.name != "logs" for p in plan.out.iterdir()):
+            raise MirgError(f"{plan.out} is not empty and holds no plan.json of a mirg demo: choose a new --out")
+        stored.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         return
-    found = re.search(r"^- detail: (\S+)$", readme.read_text(encoding="utf-8"), re.M)
-    if found and found.group(1) != detail:
-        raise MirgError(f"{traj} holds trajectories in detail {found.group(1)!r}, this demo asks for {detail!r}: "
-                        f"choose a new --out, or pass --detail {found.group(1)} to continue it")
+    try:
+        before = json.loads(stored.read_text(encoding="utf-8"))
+    except ValueError:
+        raise MirgError(f"{stored} is not JSON: choose a new --out") from None
+    changed = sorted(k for k in set(before) | set(record) if before.get(k) != record.get(k))
+    if changed:
+        shown = "; ".join(f"{k}: {before.get(k)!r} -> {record.get(k)!r}" for k in changed if k != "base_weights")
+        if "base_weights" in changed:
+            shown = "; ".join(filter(None, ["the base's weights differ", shown]))
+        raise MirgError(f"{plan.out} was started with other settings ({shown}): choose a new --out, or rerun "
+                        "with the options it was started with")
 
 
 def make_data(plan: DemoPlan, coords: str) -> None:
@@ -102,7 +140,6 @@ def make_data(plan: DemoPlan, coords: str) -> None:
         run_mirg(["data", "synth", "--out", str(folder), "--n", str(n), "--seed", str(seed), "--id-prefix", name,
                   "--image-size", str(plan.image_size), "--overwrite"], plan.path("logs", f"synth_{name}.txt"))
     traj = plan.path("data", "trajectories")
-    check_trajectory_detail(traj, plan.detail)
     if not (traj / "rl.jsonl").is_file():
         run_mirg(["data", "trajectories", "--data", str(plan.path("data", "train")), "--out", str(traj),
                   "--detail", plan.detail, "--coords", coords], plan.path("logs", "trajectories.txt"))
@@ -196,6 +233,7 @@ def run_demo(plan: DemoPlan) -> dict:
     coords = adapter_for(base_dir).coords
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     resolve_detail(plan, base_dir)
+    check_plan(plan, base_dir)
     make_data(plan, coords)
     models = train_stages(plan, str(base_dir))
     metrics = evaluate_stages(plan, models)

@@ -10,7 +10,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo", help="the whole method on the embedded default, on a CPU, in minutes",
         description="Synthetic train/val/test splits -> template trajectories -> the embedded base -> SFT -> GRPO "
         "-> evaluation of base, SFT and SFT+GRPO on the held-out test split. Writes OUT/summary.json, "
-        "OUT/report.html and every stage's folder; rerunning continues where an interrupted demo stopped.",
+        "OUT/report.html and every stage's folder; rerunning continues where an interrupted demo stopped, "
+        "and only with the settings and base it was started with (OUT/plan.json).",
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data splits and training (default 0)")
