@@ -209,6 +209,24 @@ def test_rope_theta_must_be_positive(tmp_path, capsys, value):
     assert not (tmp_path / "m").exists()
 
 
+def test_lm_layers_sets_the_language_models_depth_only(tmp_path, tiny_models):
+    assert main(["model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--lm-layers", "3",
+                 "--out", str(tmp_path / "m")]) == 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    default = json.loads((tiny_models["qwen3_vl"] / "config.json").read_text())
+    assert config["text_config"]["num_hidden_layers"] == 3 != default["text_config"]["num_hidden_layers"]
+    assert config["vision_config"] == default["vision_config"]
+    assert json.loads((tmp_path / "m" / "tiny_model.json").read_text())["lm_layers"] == 3
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "33"])
+def test_lm_layers_out_of_range_is_refused(tmp_path, capsys, value):
+    assert main(["model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--lm-layers", value,
+                 "--out", str(tmp_path / "m")]) == 2
+    assert "--lm-layers must be between 1 and 32" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_init_tiny_refuses_a_non_empty_folder(tmp_path, capsys):
     (tmp_path / "x.txt").write_text("keep me")
     assert main(["model", "init-tiny", "--family", "llava", "--out", str(tmp_path)]) == 2

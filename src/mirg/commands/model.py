@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial weights (default: 0)")
     p.add_argument("--rope-theta", type=float, default=None, metavar="BASE",
                    help="base of the language model's rotary frequencies (default: 10000)")
+    p.add_argument("--lm-layers", type=int, default=None, metavar="N",
+                   help="language model layers (default: the size preset's: xs 2, s 2, m 4)")
     p.set_defaults(func=run_init_tiny)
     info = model_sub.add_parser(
         "info", help="family, coordinate space and pixel limits of a model folder",
@@ -68,16 +70,19 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--size", choices=("xs", "s", "m"), default="s", help="size preset (default s)")
     tiny.add_argument("--rope-theta", type=float, default=None, metavar="BASE",
                       help="base of the language model's rotary frequencies (default: 10000; see init-tiny)")
+    tiny.add_argument("--lm-layers", type=int, default=None, metavar="N",
+                      help="language model layers (default: the size preset's; see init-tiny)")
     tiny.add_argument("--freeze-vision", action="store_true",
                       help="keep the vision tower as the dense vision stage left it during the curriculum stages "
                       "(SFT through a few coordinate tokens otherwise wears away the colour and shape it learnt)")
     tiny.add_argument("--eval-samples", type=int, default=200, help="held-out samples per evaluation (default 200)")
     tiny.add_argument("--word-targets", action="store_true",
                       help="vision stage: colour and shape scored against the word embeddings (see pretrain-vision)")
-    tiny.add_argument("--detail", choices=("answer", "list", "box-list"), default="answer",
+    tiny.add_argument("--detail", choices=("answer", "list", "box-list", "mark-list"), default="answer",
                       help="how every curriculum stage answers: answer (the box right after naming the target), "
                       "list (every object with its box first, then the target; see `mirg data trajectories`) or "
-                      "box-list (the same list with each box before its label) (default answer)")
+                      "box-list (the same list with each box before its label) or mark-list (the list with the target "
+                      "marked before its box) (default answer)")
     tiny.set_defaults(func=run_pretrain_tiny)
 
 
@@ -112,7 +117,7 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
         raise MirgError(f"--minutes and --eval-samples must be positive, got {args.minutes} and {args.eval_samples}")
     plan = PretrainPlan(out=Path(args.out), minutes=args.minutes, seed=args.seed, family=args.family, size=args.size,
                         eval_samples=args.eval_samples, stages=curriculum(args.detail), rope_theta=args.rope_theta,
-                        vision_extra=["--word-targets"] if args.word_targets else [],
+                        lm_layers=args.lm_layers, vision_extra=["--word-targets"] if args.word_targets else [],
                         extra=["--freeze_vision"] if args.freeze_vision else [])
     command = "mirg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summary = run_pretrain(plan, command)
@@ -125,7 +130,8 @@ def run_init_tiny(args: argparse.Namespace) -> int:
 
     from mirg.models.tiny import build_tiny
 
-    summary = build_tiny(args.family, args.out, args.size, args.seed, rope_theta=args.rope_theta)
+    summary = build_tiny(args.family, args.out, args.size, args.seed, rope_theta=args.rope_theta,
+                         lm_layers=args.lm_layers)
     print(json.dumps(summary))
     return 0
 

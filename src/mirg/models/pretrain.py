@@ -73,6 +73,7 @@ class PretrainPlan:
     family: str = "qwen3_vl"
     size: str = "s"
     rope_theta: float | None = None  # None: the size preset's
+    lm_layers: int | None = None  # None: the size preset's
     image_size: int = 112
     learning_rate: float = 1e-3
     batch_size: int = 8
@@ -221,8 +222,9 @@ def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     init = plan.work("init")
     if not (init / "config.json").is_file():
         theta = [] if plan.rope_theta is None else ["--rope-theta", str(plan.rope_theta)]
+        layers = [] if plan.lm_layers is None else ["--lm-layers", str(plan.lm_layers)]
         run_mirg(["model", "init-tiny", "--family", plan.family, "--size", plan.size, "--seed", str(plan.seed),
-                  "--out", str(init), *theta], plan.work("logs", "init.txt"), quiet=True)
+                  "--out", str(init), *theta, *layers], plan.work("logs", "init.txt"), quiet=True)
     coords = adapter_for(init).coords
     model, resumed = vision_stage(plan, init)
     vision = json.loads((model / "vision_stage.json").read_text(encoding="utf-8"))

@@ -281,9 +281,26 @@ CONFIG_BUILDERS = {
 }
 
 
-def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0, rope_theta: float | None = None) -> dict:
+def size_preset(size: str, rope_theta: float | None = None, lm_layers: int | None = None) -> TinySize:
+    """The named size preset, with the language model's rotary base and/or depth overridden where given."""
+    if size not in SIZES:
+        raise MirgError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    if rope_theta is not None and not rope_theta > 0:
+        raise MirgError(f"--rope-theta must be positive, got {rope_theta}")
+    if lm_layers is not None and not 1 <= lm_layers <= 32:
+        raise MirgError(f"--lm-layers must be between 1 and 32, got {lm_layers}")
+    preset = SIZES[size]
+    if rope_theta is not None:
+        preset = replace(preset, rope_theta=float(rope_theta))
+    if lm_layers is not None:
+        preset = replace(preset, layers=int(lm_layers))
+    return preset
+
+
+def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0, rope_theta: float | None = None,
+               lm_layers: int | None = None) -> dict:
     """Build, save and describe a tiny model of ``family``; returns a summary (params, vocab, folder).
-    ``rope_theta`` overrides the size preset's rotary base."""
+    ``rope_theta`` and ``lm_layers`` override the size preset's rotary base and language-model depth."""
     import torch
     from transformers import GenerationConfig
 
@@ -292,16 +309,12 @@ def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0, rop
 
     if family not in CONFIG_BUILDERS:
         raise MirgError(f"no tiny model for family {family!r}; choose one of {', '.join(FAMILIES)}")
-    if size not in SIZES:
-        raise MirgError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    preset = size_preset(size, rope_theta, lm_layers)
     folder = Path(out)
     if folder.exists() and any(folder.iterdir()):
         raise MirgError(f"{folder} exists and is not empty; choose a new --out folder")
     tokenizer = build_tokenizer("llava" if family == "llava" else "qwen")
     ids = {"eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id}
-    if rope_theta is not None and not rope_theta > 0:
-        raise MirgError(f"--rope-theta must be positive, got {rope_theta}")
-    preset = SIZES[size] if rope_theta is None else replace(SIZES[size], rope_theta=float(rope_theta))
     config = CONFIG_BUILDERS[family](preset, tokenizer, ids)
     torch.manual_seed(seed)
     model = adapter_for(family).model_class()(config)
@@ -314,7 +327,8 @@ def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0, rop
     model.save_pretrained(str(folder))
     build_processor(family, tokenizer).save_pretrained(str(folder))
     summary = {
-        "family": family, "size": size, "seed": seed, "rope_theta": preset.rope_theta, "folder": str(folder),
+        "family": family, "size": size, "seed": seed, "rope_theta": preset.rope_theta, "lm_layers": preset.layers,
+        "folder": str(folder),
         "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
     }
     (folder / "tiny_model.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
