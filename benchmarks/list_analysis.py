@@ -3,7 +3,7 @@
 Usage: python benchmarks/list_analysis.py --data DIR --run RUN [--coords norm1000] [--min-objects 2]
 
 For a model that writes every object of every image with its box before the answer (``mirg data
-trajectories --detail list`` or ``box-list``), reads each response of RUN/predictions.jsonl against the
+trajectories --detail list``, ``box-list`` or ``mark-list``), reads each response of RUN/predictions.jsonl against the
 manifest in DIR and counts, over the samples whose target image holds at least ``--min-objects`` objects:
 
   target_box_listed        the target image's list has an entry whose box reaches IoU >= 0.5 with the target
@@ -14,9 +14,11 @@ manifest in DIR and counts, over the samples whose target image holds at least `
   correct                  the answer names the target image and reaches IoU >= 0.5
   answer_on_another_object the answer's box reaches IoU >= 0.5 with an object that is not the target
 
-and the label precision of all entries (an entry's label is right when an object of its image with IoU >=
+the label precision of all entries (an entry's label is right when an object of its image with IoU >=
 0.5 to its box has that label); for the entries whose box is on an object (IoU >= 0.5 with the best-matching
-one), how many name its colour and its shape right. Prints one JSON line.
+one), how many name its colour and its shape right; and for ``--detail mark-list`` responses
+samples_with_a_mark, marked_entries, mark_on_target (a marked entry of the target image reaches IoU >= 0.5
+with the target) and answer_from_marked_entry (the answer copies a marked box). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 _SECTION = re.compile(r"(?:Objects|Image (\d+)):(.*?)(?=Image \d+:|$)", re.S)
+_MARKED = re.compile(r"\(the target\) \[(-?[\d.]+), (-?[\d.]+), (-?[\d.]+), (-?[\d.]+)\]")
 
 
 def image_lists(think: str) -> dict[int, list[tuple[str, tuple[float, ...]]]]:
@@ -36,6 +39,28 @@ def image_lists(think: str) -> dict[int, list[tuple[str, tuple[float, ...]]]]:
     from mirg.eval.perception import listed_objects
 
     return {int(m.group(1) or 1): listed_objects(m.group(2)) for m in _SECTION.finditer(think)}
+
+
+def marked_boxes(think: str) -> list[tuple[int, tuple[float, ...]]]:
+    """``(image, box)`` of every entry a ``mark-list`` response marks ``(the target)``, in its own space."""
+    return [(int(m.group(1) or 1), tuple(float(v) for v in b.groups()))
+            for m in _SECTION.finditer(think) for b in _MARKED.finditer(m.group(2))]
+
+
+def count_marks(sample, think: str, space, bbox: tuple[float, ...] | None, counts: Counter) -> None:
+    """mark-list: how many entries are marked, whether one is the target, whether the answer copies one."""
+    from mirg.geometry import clip_box, iou
+
+    marks = [(i, box) for i, box in marked_boxes(think) if 1 <= i <= sample.num_images]
+    if not marks:
+        return
+    size = sample.image_sizes[sample.target.image - 1]
+    counts["samples_with_a_mark"] += 1
+    counts["marked_entries"] += len(marks)
+    counts["mark_on_target"] += any(i == sample.target.image
+                                    and iou(clip_box(space.to_pixels(box, size), size), sample.target.bbox) >= 0.5
+                                    for i, box in marks)
+    counts["answer_from_marked_entry"] += bbox is not None and any(box == bbox for _, box in marks)
 
 
 def analyse(sample, response: str, space, counts: Counter) -> None:
@@ -65,6 +90,8 @@ def analyse(sample, response: str, space, counts: Counter) -> None:
     counts["target_listed_and_named"] += label in on_target
     counts["target_label_elsewhere"] += any(name == label and iou(box, sample.target.bbox) < 0.5 for name, box, _ in listed)
     answer = try_parse_answer(response, sample.num_images)
+    count_marks(sample, think_block(response), space, None if answer is None else
+                tuple(float(v) for v in answer.bbox), counts)
     if answer is None:
         return
     written = [(name, tuple(float(v) for v in raw)) for name, _, raw in pixels.get(answer.image, [])]

@@ -120,7 +120,7 @@ def dataset(tmp_path_factory) -> Path:
     "coords,extra",
     [("pixel", []), ("norm1000", []), ("norm1", []), ("resized", ["--max-pixels", "20000", "--min-pixels", "3136"])],
 )
-@pytest.mark.parametrize("detail", ["answer", "list", "box-list", "brief", "full"])
+@pytest.mark.parametrize("detail", ["answer", "list", "box-list", "mark-list", "brief", "full"])
 def test_template_answers_score_perfectly(dataset, tmp_path, coords, extra, detail):
     out = tmp_path / "out"
     argv = ["data", "trajectories", "--data", str(dataset), "--out", str(out), "--coords", coords, "--detail", detail]
@@ -144,7 +144,7 @@ def test_answer_detail_only_names_the_target_image(dataset, tmp_path):
         assert think.endswith(f" is in image {samples[row['id']].target.image}.") and "[" not in think, text
 
 
-@pytest.mark.parametrize("detail", ["list", "box-list"])
+@pytest.mark.parametrize("detail", ["list", "box-list", "mark-list"])
 def test_list_detail_lists_every_object_so_the_listing_score_is_perfect(dataset, tmp_path, detail):
     from mirg.eval.perception import listed_objects, score_listing
 
@@ -163,6 +163,13 @@ def test_list_detail_lists_every_object_so_the_listing_score_is_perfect(dataset,
         assert think.endswith(f" is in image {sample.target.image}."), text
         first = think.split(": ", 1)[1]
         assert first.startswith("[") if detail == "box-list" else first[0].isalpha(), text
+        assert think.count("(the target)") == (detail == "mark-list"), text
+        if detail == "mark-list":  # the box after the mark is the answer's, in the target image's list
+            marked = think.split("(the target) ", 1)[1]
+            answer = text[text.index('"bbox_2d": ') + len('"bbox_2d": '):text.index("]}") + 1]
+            assert marked.startswith(answer), text
+            section = think[:think.index("(the target)")]
+            assert sample.num_images == 1 or section.rfind("Image ") == section.rfind(f"Image {sample.target.image}:")
         if sample.num_images == 1:
             xs = [box[0] + box[2] for _, box in listed_objects(think)]
             assert xs == sorted(xs) and think.startswith("Objects: "), text

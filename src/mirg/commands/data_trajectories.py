@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mirg.data.trajectories import DETAILS
 from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, SPACES
 
 DESCRIPTION = """\
@@ -31,10 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="dataset folder or manifest.jsonl")
     p.add_argument("--out", required=True, metavar="DIR2", help="output folder (sft.jsonl, rl.jsonl, README.md)")
     p.add_argument("--mode", choices=["template", "teacher"], default="template", help="default: template")
-    p.add_argument("--detail", choices=["answer", "list", "box-list", "brief", "full"], default="brief",
+    p.add_argument("--detail", choices=list(DETAILS), default="brief",
                    help="answer: only the target image named, then the answer; list: every object of every image "
                    "with its box, then the target image named; box-list: the same with each box before its "
-                   "label; brief: reference and target only; "
+                   "label; mark-list: the list with '(the target)' between the target's label and its box; "
+                   "brief: reference and target only; "
                    "full: every object of every image with its box (default: brief)")
     p.add_argument("--coords", choices=SPACES, default="pixel",
                    help="coordinate space of boxes in the text (default: pixel)")

@@ -42,9 +42,11 @@ from mirg.prompts import user_message
 from mirg.schema import ObjectAnn, Sample, check_image_files, manifest_path, read_manifest
 
 Warn = Callable[[str], None]
-DETAILS = ("answer", "list", "box-list", "brief", "full")
+DETAILS = ("answer", "list", "box-list", "mark-list", "brief", "full")
 #: The details that list every object of every image before naming the target image.
-LIST_DETAILS = ("list", "box-list")
+LIST_DETAILS = ("list", "box-list", "mark-list")
+#: What ``mark-list`` writes between the target's label and its box.
+TARGET_MARK = "(the target)"
 SFT_FILE, RL_FILE, README_FILE = "sft.jsonl", "rl.jsonl", "README.md"
 #: IoU an answer's box must reach against the manifest's box for a trajectory to be kept.
 MIN_IOU = 0.5
@@ -67,7 +69,9 @@ class TrajectoryOptions:
     image with its box, left to right (what a detector says), then names the target image: choosing the
     described object becomes finding its label in the list and copying its box; ``"box-list"`` is the same
     list with each box before its label (``[x1, y1, x2, y2] red circle``), so that a model first commits to
-    an object by its place and then names what it sees there.
+    an object by its place and then names what it sees there; ``"mark-list"`` is the list with the target
+    marked where it is listed (``red circle (the target) [x1, y1, x2, y2]``), so that the answer copies the box
+    that follows the mark instead of searching the list for a label.
     """
 
     coords: CoordSpace = field(default_factory=CoordSpace)
@@ -256,10 +260,11 @@ def objects_summary(objects: list[ObjectAnn]) -> str:
     return ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
-def objects_with_boxes(objects: list[ObjectAnn], size: Sequence[int], space: CoordSpace, box_first: bool = False) -> str:
+def objects_with_boxes(objects: list[ObjectAnn], size: Sequence[int], space: CoordSpace, box_first: bool = False,
+                       mark: ObjectAnn | None = None) -> str:
     """Every object of one image with its box: ``red circle [1, 2, 9, 9]; ...``, or with ``box_first``
-    ``[1, 2, 9, 9] red circle; ...``."""
-    entries = ((o.label, box_text(o.bbox, size, space)) for o in objects)
+    ``[1, 2, 9, 9] red circle; ...``; the object ``mark`` (if listed) gets ``(the target)`` before its box."""
+    entries = [(f"{o.label} {TARGET_MARK}" if o is mark else o.label, box_text(o.bbox, size, space)) for o in objects]
     return "; ".join(f"{box} {label}" if box_first else f"{label} {box}" for label, box in entries) or "none"
 
 
@@ -344,18 +349,19 @@ def locate_step(sample: Sample, plan: Plan, opts: TrajectoryOptions) -> list[str
     return [template.format(k=k, the_label=the_label, The_label=the_label[0].upper() + the_label[1:], box=box)]
 
 
-def listing_step(sample: Sample, opts: TrajectoryOptions) -> list[str]:
+def listing_step(sample: Sample, opts: TrajectoryOptions, target: ObjectAnn | None = None) -> list[str]:
     """``list`` detail: every object of each image with its box, ordered by the box's centre, left to right.
 
     One image: ``Objects: red circle [..]; blue star [..].``; several: ``Image 1: ... Image 2: ...``;
-    ``box-list`` writes each box before its label.
+    ``box-list`` writes each box before its label; ``mark-list`` marks ``target`` (in the target image).
     """
     if sample.objects is None:
         return []
     parts = []
     for k, objects in enumerate(sample.objects, start=1):
         ordered = sorted(objects, key=lambda o: (o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
-        listed = objects_with_boxes(ordered, sample.image_sizes[k - 1], opts.coords, opts.detail == "box-list")
+        mark = target if opts.detail == "mark-list" and k == sample.target.image else None
+        listed = objects_with_boxes(ordered, sample.image_sizes[k - 1], opts.coords, opts.detail == "box-list", mark)
         parts.append(f"{'Objects' if sample.num_images == 1 else f'Image {k}'}: {listed}.")
     return parts
 
@@ -366,7 +372,8 @@ def template_think(sample: Sample, opts: TrajectoryOptions) -> str:
     if opts.detail in ("answer", *LIST_DETAILS):
         the_label = f"the {plan.target.label}" if plan.target is not None else "the object"
         named = f"{the_label[0].upper() + the_label[1:]} is in image {sample.target.image}."
-        return " ".join((listing_step(sample, opts) if opts.detail in LIST_DETAILS else []) + [named])
+        listing = listing_step(sample, opts, plan.target) if opts.detail in LIST_DETAILS else []
+        return " ".join(listing + [named])
     parts = summary_step(sample, opts) + reference_step(sample, plan, opts)
     parts += decide_step(sample, plan) + locate_step(sample, plan, opts)
     return " ".join(parts)

@@ -2,12 +2,15 @@
 
 Every trajectory describes each image in one sentence (``Image 2 shows a small red circle and a large
 blue star on a gray background.``); full- and list-detail ones also list every object as
-``<label> [x1, y1, x2, y2]``, box-list ones as ``[x1, y1, x2, y2] <label>``. This reads them back from a
-response and matches them to the annotations (as multisets per sample).
+``<label> [x1, y1, x2, y2]`` (mark-list ones ``<label> (the target) [x1, y1, x2, y2]`` for the target), box-list
+ones as ``[x1, y1, x2, y2] <label>``. This reads them back from a response and matches them to the annotations
+(as multisets per sample).
 
 >>> listed_objects("Objects there: red square [1, 2, 30, 40]; green star [5, 6, 7, 8]. It is at [1, 2, 3, 4].")
 [('red square', (1.0, 2.0, 30.0, 40.0)), ('green star', (5.0, 6.0, 7.0, 8.0))]
 >>> listed_objects("Objects: [1, 2, 30, 40] red square; [5, 6, 7, 8] green star. The red square is in image 1.")
+[('red square', (1.0, 2.0, 30.0, 40.0)), ('green star', (5.0, 6.0, 7.0, 8.0))]
+>>> listed_objects("Objects: red square [1, 2, 30, 40]; green star (the target) [5, 6, 7, 8].")
 [('red square', (1.0, 2.0, 30.0, 40.0)), ('green star', (5.0, 6.0, 7.0, 8.0))]
 """
 
@@ -22,9 +25,10 @@ from mirg.answer import think_block
 from mirg.geometry import CoordSpace, iou
 from mirg.schema import Sample
 
-# Two lower-case words then a bracketed box: no nested quantifiers, so matching stays linear.
+# Two lower-case words (then, in mark-list, the target's mark) then a bracketed box: no nested quantifiers,
+# so matching stays linear.
 _NUM = r"(-?\d+(?:\.\d+)?)"
-_ENTRY = re.compile(rf"\b([a-z]+ [a-z]+) \[{_NUM}, {_NUM}, {_NUM}, {_NUM}\]")
+_ENTRY = re.compile(rf"\b([a-z]+ [a-z]+)(?: \(the target\))? \[{_NUM}, {_NUM}, {_NUM}, {_NUM}\]")
 # The box-list order: a box, one space, then two lower-case words (not followed by a third).
 _BOX_FIRST = re.compile(rf"\[{_NUM}, {_NUM}, {_NUM}, {_NUM}\] ([a-z]+ [a-z]+)\b(?! [a-z])")
 _NOT_LABELS = {"is at", "spans at", "at at"}

@@ -51,6 +51,14 @@ def wall_time_line(summary: dict[str, Any]) -> str:
             f"{', '.join(earlier)}; the resumed run took {total} with data and evaluation; {peak} (resumed run).")
 
 
+def described_text(summary: dict[str, Any], listing: dict[str, Any]) -> str:
+    """The clause on per-image descriptions, for curricula whose trajectories write them (brief, full)."""
+    if not any(stage.get("detail") in ("brief", "full") for stage in summary.get("stages", [])):
+        return ""
+    return (f"objects whose colour and shape its image description names {_pct(listing.get('described_recall'))} "
+            f"(of the labels it names, {_pct(listing.get('described_precision'))} are right); ")
+
+
 def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
     """README.md: architecture, parameters, data and stages, wall time, metrics and the exact command."""
     plan, metrics = summary["plan"], summary["metrics"]
@@ -93,9 +101,7 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         "",
         f"- One-image perception ({plan['eval_samples']} samples): acc@0.5 "
         f"{_pct(one.get('overall', {}).get('pooled_acc@0.5'))}, mIoU {_pct(one.get('overall', {}).get('pooled_mean_iou'))}; "
-        f"objects whose colour and shape its image description names "
-        f"{_pct(one.get('listing', {}).get('described_recall'))} (of the labels it names, "
-        f"{_pct(one.get('listing', {}).get('described_precision'))} are right); objects it lists by colour and "
+        f"{described_text(summary, one.get('listing', {}))}objects it lists by colour and "
         f"shape {_pct(one.get('listing', {}).get('label_recall'))}, with their box (IoU >= 0.5) "
         f"{_pct(one.get('listing', {}).get('box_recall@0.5'))}.",
         f"- Nine cross-image task families with two images (object_tracking needs three or more), before any "
