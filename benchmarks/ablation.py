@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 from mirg.data.trajectories import DETAILS
 from mirg.demo import DemoPlan, check_plan, grpo_args, make_data, resolve_detail, sft_args
+from mirg.errors import MirgError
 from mirg.models.registry import adapter_for, resolve_model_path
 from mirg.pipeline import run_mirg
 
@@ -100,7 +102,10 @@ def main() -> None:
         known = set(variants(DemoPlan(out=opts.out), "embedded"))
         if only - known:
             parser.error(f"unknown variant(s) {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}")
-    per_seed = {seed: run_seed(opts.out, seed, opts.detail, only) for seed in seeds}
+    try:
+        per_seed = {seed: run_seed(opts.out, seed, opts.detail, only) for seed in seeds}
+    except MirgError as exc:  # a folder started with another plan, a failed stage: one line, not a traceback
+        sys.exit(f"ablation: {exc}")
     summary = aggregate(per_seed)
     (opts.out / "ablation.json").write_text(json.dumps({"per_seed": per_seed, "summary": summary}, indent=2) + "\n")
     (opts.out / "ablation.md").write_text(markdown(summary, seeds))
