@@ -31,7 +31,6 @@ from collections import Counter
 from pathlib import Path
 
 _SECTION = re.compile(r"(?:Objects|Image (\d+)):(.*?)(?=Image \d+:|$)", re.S)
-_MARKED = re.compile(r"\(the target\) \[(-?[\d.]+), (-?[\d.]+), (-?[\d.]+), (-?[\d.]+)\]")
 
 
 def image_lists(think: str) -> dict[int, list[tuple[str, tuple[float, ...]]]]:
@@ -43,8 +42,11 @@ def image_lists(think: str) -> dict[int, list[tuple[str, tuple[float, ...]]]]:
 
 def marked_boxes(think: str) -> list[tuple[int, tuple[float, ...]]]:
     """``(image, box)`` of every entry a ``mark-list`` response marks ``(the target)``, in its own space."""
+    from mirg.data.trajectories import TARGET_MARK
+
+    marked = re.compile(re.escape(TARGET_MARK) + r" \[(-?[\d.]+), (-?[\d.]+), (-?[\d.]+), (-?[\d.]+)\]")
     return [(int(m.group(1) or 1), tuple(float(v) for v in b.groups()))
-            for m in _SECTION.finditer(think) for b in _MARKED.finditer(m.group(2))]
+            for m in _SECTION.finditer(think) for b in marked.finditer(m.group(2))]
 
 
 def count_marks(sample, think: str, space, bbox: tuple[float, ...] | None, counts: Counter) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mirg.data.trajectories import LIST_DETAILS
+
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "llava")
 
 
@@ -78,7 +80,7 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--eval-samples", type=int, default=200, help="held-out samples per evaluation (default 200)")
     tiny.add_argument("--word-targets", action="store_true",
                       help="vision stage: colour and shape scored against the word embeddings (see pretrain-vision)")
-    tiny.add_argument("--detail", choices=("answer", "list", "box-list", "mark-list"), default="answer",
+    tiny.add_argument("--detail", choices=("answer", *LIST_DETAILS), default="answer",
                       help="how every curriculum stage answers: answer (the box right after naming the target), "
                       "list (every object with its box first, then the target; see `mirg data trajectories`) or "
                       "box-list (the same list with each box before its label) or mark-list (the list with the target "

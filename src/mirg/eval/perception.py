@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from mirg.answer import think_block
+from mirg.data.trajectories import TARGET_MARK
 from mirg.geometry import CoordSpace, iou
 from mirg.schema import Sample
 
 # Two lower-case words (then, in mark-list, the target's mark) then a bracketed box: no nested quantifiers,
 # so matching stays linear.
 _NUM = r"(-?\d+(?:\.\d+)?)"
-_ENTRY = re.compile(rf"\b([a-z]+ [a-z]+)(?: \(the target\))? \[{_NUM}, {_NUM}, {_NUM}, {_NUM}\]")
+_ENTRY = re.compile(rf"\b([a-z]+ [a-z]+)(?: {re.escape(TARGET_MARK)})? \[{_NUM}, {_NUM}, {_NUM}, {_NUM}\]")
 # The box-list order: a box, one space, then two lower-case words (not followed by a third).
 _BOX_FIRST = re.compile(rf"\[{_NUM}, {_NUM}, {_NUM}, {_NUM}\] ([a-z]+ [a-z]+)\b(?! [a-z])")
 _NOT_LABELS = {"is at", "spans at", "at at"}
