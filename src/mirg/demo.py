@@ -113,7 +113,8 @@ def check_plan(plan: DemoPlan, base: Path) -> None:
     record, stored = plan_record(plan, base), plan.path("plan.json")
     if not stored.is_file():
         if any(p.name != "logs" for p in plan.out.iterdir()):
-            raise MirgError(f"{plan.out} is not empty and holds no plan.json of a mirg demo: choose a new --out")
+            raise MirgError(f"{plan.out} is not empty and holds no plan.json of a mirg demo (an older demo's folder?): "
+                            "choose a new --out, or remove the folder to start again")
         stored.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         return
     try:
@@ -125,8 +126,8 @@ def check_plan(plan: DemoPlan, base: Path) -> None:
         shown = "; ".join(f"{k}: {before.get(k)!r} -> {record.get(k)!r}" for k in changed if k != "base_weights")
         if "base_weights" in changed:
             shown = "; ".join(filter(None, ["the base's weights differ", shown]))
-        raise MirgError(f"{plan.out} was started with other settings ({shown}): choose a new --out, or rerun "
-                        "with the options it was started with")
+        raise MirgError(f"{plan.out} was started with other settings ({shown}): choose a new --out, rerun "
+                        "with the options it was started with, or remove the folder to start again")
 
 
 def make_data(plan: DemoPlan, coords: str) -> None:
