@@ -1,0 +1,74 @@
+"""Stage 2's learning rate, chosen on the validation split: GRPO from one demo run's SFT model at other rates.
+
+For a finished demo (or ablation seed) folder, runs GRPO from its SFT model for the demo's stage-2 minutes
+once per learning rate (``OUT/grpo_lr<rate>``, the demo's own plan otherwise), then evaluates those models
+with the folder's SFT, SFT continued (where the ablation made it) and SFT+GRPO models on the validation and
+test splits. Prints one JSON line per split and model: steps, task-mean acc@0.5, image accuracy.
+
+Usage (the measurement in benchmarks/RESULTS.md):
+    python benchmarks/grpo_lr.py --out /tmp/ablO/seed0 --seed 0 --lrs 2e-4,5e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mirg.demo import DemoPlan, grpo_args, resolve_detail
+from mirg.errors import MirgError
+from mirg.models.registry import resolve_model_path
+from mirg.pipeline import run_mirg
+
+
+def grpo_at(plan: DemoPlan, lr: float) -> Path:
+    """GRPO from the plan's SFT model at learning rate ``lr``; returns its folder (kept if already there)."""
+    plan.grpo_lr = lr
+    out = plan.path(f"grpo_lr{lr:g}")
+    if not (out / "trainer_state.json").is_file():
+        run_mirg(grpo_args(plan, str(plan.path("sft")), out, report="none"), plan.path("logs", f"grpo_lr{lr:g}.txt"),
+                 quiet=True)
+    return out
+
+
+def evaluate(plan: DemoPlan, split: str, name: str, folder: Path) -> dict:
+    run = plan.path("eval_lr", split, name)
+    if not (run / "metrics.json").is_file():
+        run_mirg(["eval", "--model", str(folder), "--data", str(plan.path("data", split)), "--out", str(run),
+                  "--batch-size", str(plan.eval_batch_size)], plan.path("logs", f"eval_lr_{split}_{name}.txt"), quiet=True)
+    overall = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["overall"]
+    steps = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+    return {"split": split, "model": name, "steps": steps, "acc": round(100 * overall["task_mean_acc@0.5"], 1),
+            "image": round(100 * overall["pooled_image_acc"], 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path, help="a finished demo or ablation seed folder")
+    parser.add_argument("--seed", type=int, default=0, help="the folder's seed (default 0)")
+    parser.add_argument("--lrs", required=True, help="comma-separated GRPO learning rates, e.g. 2e-4,5e-4")
+    opts = parser.parse_args()
+    try:
+        lrs = [float(v) for v in opts.lrs.split(",")]
+    except ValueError:
+        parser.error(f"--lrs must be comma-separated numbers, got {opts.lrs!r}")
+    plan = DemoPlan(out=opts.out, seed=opts.seed)
+    try:
+        if not (plan.path("sft", "trainer_state.json").is_file() and plan.path("data", "val", "manifest.jsonl").is_file()):
+            raise MirgError(f"{opts.out} holds no finished demo (sft/ and data/val/): run `mirg demo --out` first")
+        resolve_detail(plan, resolve_model_path(plan.model))
+        folders = {name: plan.path(name) for name in ("sft", "sft_continued", "sft_grpo")
+                   if plan.path(name, "trainer_state.json").is_file()}
+        folders |= {f"grpo_lr{lr:g}": grpo_at(plan, lr) for lr in lrs}
+        for split in ("val", "test"):
+            for name, folder in folders.items():
+                print(json.dumps({"seed": opts.seed, **evaluate(plan, split, name, folder)}), flush=True)
+    except MirgError as exc:
+        print(f"grpo_lr: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
