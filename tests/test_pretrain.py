@@ -6,11 +6,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from mirg.answer import check_strict
+from mirg.cli import build_parser
+from mirg.errors import MirgError
+from mirg.models.pretrain import OPTION_DEFAULTS, explicit_command, recorded_options, resolve_options
 from mirg.models.registry import embedded_model_dir, resolve_model_path
 
 # Offline: nothing may come from a model hub.
@@ -60,24 +64,32 @@ def test_word_targets_score_colour_and_shape_against_the_word_embeddings():
 
 def test_pretrain_tiny_runs_end_to_end(tmp_path):
     out = tmp_path / "base"
-    proc = mirg("model", "pretrain-tiny", "--out", str(out), "--minutes", "1", "--size", "xs", "--eval-samples", "12")
+    args = ("--minutes", "1", "--vision-minutes", "0.2", "--size", "xs", "--eval-samples", "12")
+    proc = mirg("model", "pretrain-tiny", "--out", str(out), *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "pretrain_summary.json").read_text())
     assert [s["stage"] for s in summary["stages"]] == ["vision (dense head)", "one-object", "scenes", "several-images"]
+    minutes = [s["minutes"] for s in summary["stages"]]
+    assert minutes[0] == 0.2 and abs(sum(minutes[1:]) - 0.8) < 1e-9 and minutes[1] == minutes[2] > minutes[3]
     assert set(summary["metrics"]) == {"perception_one_image", "ten_families_two_images"}
     outputs = [row["stage_output"] for row in summary["selection"]]
     assert outputs == ["1_one-object", "2_scenes", "3_several-images"] and summary["selected"] in outputs
     best = max(row["validation_acc@0.5"] for row in summary["selection"])
     assert dict((r["stage_output"], r["validation_acc@0.5"]) for r in summary["selection"])[summary["selected"]] == best
     card = (out / "README.md").read_text()
-    assert "mirg model pretrain-tiny --out" in card and "## Held-out evaluation" in card
+    assert "## Held-out evaluation" in card
+    # The card's command sets every option, and --like reads them back from the summary.
+    assert f"mirg model pretrain-tiny --out {out} --minutes 1 --seed 0 --family qwen3_vl --size xs --vision-minutes 0.2 " \
+           "--eval-samples 12 --detail answer" in card
+    assert recorded_options(out) == {**OPTION_DEFAULTS, "minutes": 1, "size": "xs", "vision_minutes": 0.2,
+                                     "eval_samples": 12}
     assert not any(s["resumed"] for s in summary["stages"]) and "total with data and evaluation" in card
     assert resolve_model_path(out) == out and (out / "model.safetensors").is_file()
 
     # Interrupted after training (no final model yet): a rerun trains nothing again and says so on the card.
     steps = [s["steps"] for s in summary["stages"]]
     (out / "config.json").unlink()
-    proc = mirg("model", "pretrain-tiny", "--out", str(out), "--minutes", "1", "--size", "xs", "--eval-samples", "12")
+    proc = mirg("model", "pretrain-tiny", "--out", str(out), *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.loads((out / "pretrain_summary.json").read_text())
     assert all(s["resumed"] for s in again["stages"]) and [s["steps"] for s in again["stages"]] == steps
@@ -88,6 +100,42 @@ def test_pretrain_refuses_a_folder_holding_a_model(tmp_path):
     assert mirg("model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--out", str(tmp_path / "m")).returncode == 0
     proc = mirg("model", "pretrain-tiny", "--out", str(tmp_path / "m"), "--minutes", "1")
     assert proc.returncode == 2 and "already holds a model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pretrain_like_takes_a_pretrain_tiny_model_only(tmp_path):
+    assert mirg("model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--out", str(tmp_path / "m")).returncode == 0
+    proc = mirg("model", "pretrain-tiny", "--out", str(tmp_path / "new"), "--like", str(tmp_path / "m"))
+    assert proc.returncode == 2 and "--like takes a model made by `mirg model pretrain-tiny`" in proc.stderr
+    (tmp_path / "m" / "pretrain_summary.json").write_text('{"plan": {}}')
+    proc = mirg("model", "pretrain-tiny", "--out", str(tmp_path / "new"), "--like", str(tmp_path / "m"))
+    assert proc.returncode == 2 and "not a pretrain-tiny summary (KeyError" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "new").exists()
+
+
+def parsed(command: str) -> dict:
+    """The options a `mirg ...` command line sets, as the CLI parses them (None where not given)."""
+    args = vars(build_parser().parse_args(command.split()[1:]))
+    return {k: v for k, v in args.items() if k != "func"}
+
+
+def test_pretrain_like_embedded_rebuilds_the_shipped_base_unless_told_otherwise():
+    shipped = json.loads((embedded_model_dir() / "pretrain_summary.json").read_text())
+    options = resolve_options({"minutes": 3, "seed": None, "detail": "list"}, embedded_model_dir())
+    assert options == {**recorded_options(embedded_model_dir()), "minutes": 3, "detail": "list"}
+    explicit = parsed(explicit_command(Path(shipped["plan"]["out"]), recorded_options(embedded_model_dir())))
+    typed = parsed(shipped["command"])
+    assert {k: v for k, v in explicit.items() if typed[k] is not None} == {k: v for k, v in typed.items() if v is not None}
+    assert {k: v for k, v in explicit.items() if typed[k] is None} == {  # what the typed command left to the defaults
+        k: OPTION_DEFAULTS.get(k) for k, v in typed.items() if v is None}
+    with pytest.raises(MirgError, match="--vision-minutes must be above 0 and below --minutes"):
+        resolve_options({"minutes": 2, "vision_minutes": 3})
+
+
+@pytest.mark.parametrize("minutes", ["0", "1", "2"])
+def test_pretrain_refuses_vision_minutes_outside_the_total(tmp_path, minutes):
+    proc = mirg("model", "pretrain-tiny", "--out", str(tmp_path / "m"), "--minutes", "1", "--vision-minutes", minutes)
+    assert proc.returncode == 2 and "--vision-minutes must be above 0 and below --minutes" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "m").exists()
 
 
 def test_embedded_resolves_and_loads_offline():

@@ -66,21 +66,28 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
         "Writes the final model, pretrain_summary.json and a model card (README.md) to OUT.",
     )
     tiny.add_argument("--out", required=True, metavar="DIR", help="new folder for the model")
-    tiny.add_argument("--minutes", type=float, default=60.0, help="total training wall time (default 60)")
-    tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--family", choices=FAMILIES, default="qwen3_vl", help="model family (default qwen3_vl)")
-    tiny.add_argument("--size", choices=("xs", "s", "m"), default="s", help="size preset (default s)")
+    tiny.add_argument("--like", metavar="MODEL", default=None,
+                      help="start from the options a pretrain-tiny model was made with (its pretrain_summary.json), "
+                      "e.g. `--like embedded` rebuilds the shipped base; options given here override them; the card "
+                      "records every option explicitly")
+    tiny.add_argument("--minutes", type=float, default=None, help="total training wall time (default 60)")
+    tiny.add_argument("--seed", type=int, default=None, help="seed of the weights, data and training (default 0)")
+    tiny.add_argument("--family", choices=FAMILIES, default=None, help="model family (default qwen3_vl)")
+    tiny.add_argument("--size", choices=("xs", "s", "m"), default=None, help="size preset (default s)")
     tiny.add_argument("--rope-theta", type=float, default=None, metavar="BASE",
                       help="base of the language model's rotary frequencies (default: 10000; see init-tiny)")
     tiny.add_argument("--lm-layers", type=int, default=None, metavar="N",
                       help="language model layers (default: the size preset's; see init-tiny)")
-    tiny.add_argument("--freeze-vision", action="store_true",
+    tiny.add_argument("--freeze-vision", action="store_true", default=None,
                       help="keep the vision tower as the dense vision stage left it during the curriculum stages "
                       "(SFT through a few coordinate tokens otherwise wears away the colour and shape it learnt)")
-    tiny.add_argument("--eval-samples", type=int, default=200, help="held-out samples per evaluation (default 200)")
-    tiny.add_argument("--word-targets", action="store_true",
+    tiny.add_argument("--vision-minutes", type=float, default=None, metavar="M",
+                      help="minutes of the dense vision stage, taken out of --minutes; the curriculum stages share "
+                      "the rest in their proportions (default: 15%% of --minutes)")
+    tiny.add_argument("--eval-samples", type=int, default=None, help="held-out samples per evaluation (default 200)")
+    tiny.add_argument("--word-targets", action="store_true", default=None,
                       help="vision stage: colour and shape scored against the word embeddings (see pretrain-vision)")
-    tiny.add_argument("--detail", choices=("answer", *LIST_DETAILS), default="answer",
+    tiny.add_argument("--detail", choices=("answer", *LIST_DETAILS), default=None,
                       help="how every curriculum stage answers: answer (the box right after naming the target), "
                       "list (every object with its box first, then the target; see `mirg data trajectories`) or "
                       "box-list (the same list with each box before its label) or mark-list (the list with the target "
@@ -107,23 +114,21 @@ def run_pretrain_vision(args: argparse.Namespace) -> int:
 
 
 def run_pretrain_tiny(args: argparse.Namespace) -> int:
-    import shlex
-    import sys
     from pathlib import Path
 
-    from mirg.models.pretrain import PretrainPlan, curriculum, run_pretrain
+    from mirg.models.pretrain import (OPTION_DEFAULTS, PretrainPlan, curriculum, explicit_command, resolve_options,
+                                      run_pretrain)
+    from mirg.models.registry import resolve_model_path
 
-    if args.minutes <= 0 or args.eval_samples < 1:
-        from mirg.errors import MirgError
-
-        raise MirgError(f"--minutes and --eval-samples must be positive, got {args.minutes} and {args.eval_samples}")
-    plan = PretrainPlan(out=Path(args.out), minutes=args.minutes, seed=args.seed, family=args.family, size=args.size,
-                        eval_samples=args.eval_samples, stages=curriculum(args.detail), rope_theta=args.rope_theta,
-                        lm_layers=args.lm_layers, vision_extra=["--word-targets"] if args.word_targets else [],
-                        extra=["--freeze_vision"] if args.freeze_vision else [])
-    command = "mirg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    summary = run_pretrain(plan, command)
-    print(f"pretrained {args.family} in {summary['train_wall_s'] / 60:.1f} min; model and card in {args.out}")
+    like = resolve_model_path(args.like) if args.like else None
+    opts = resolve_options({name: getattr(args, name) for name in OPTION_DEFAULTS}, like)
+    plan = PretrainPlan(out=Path(args.out), minutes=opts["minutes"], seed=opts["seed"], family=opts["family"],
+                        size=opts["size"], eval_samples=opts["eval_samples"], stages=curriculum(opts["detail"]),
+                        rope_theta=opts["rope_theta"], lm_layers=opts["lm_layers"], vision_minutes=opts["vision_minutes"],
+                        vision_extra=["--word-targets"] if opts["word_targets"] else [],
+                        extra=["--freeze_vision"] if opts["freeze_vision"] else [])
+    summary = run_pretrain(plan, explicit_command(Path(args.out), opts))
+    print(f"pretrained {opts['family']} in {summary['train_wall_s'] / 60:.1f} min; model and card in {args.out}")
     return 0
 
 

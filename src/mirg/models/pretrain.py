@@ -74,6 +74,7 @@ class PretrainPlan:
     size: str = "s"
     rope_theta: float | None = None  # None: the size preset's
     lm_layers: int | None = None  # None: the size preset's
+    vision_minutes: float | None = None  # None: VISION_STAGE's share of ``minutes``
     image_size: int = 112
     learning_rate: float = 1e-3
     batch_size: int = 8
@@ -90,7 +91,18 @@ class PretrainPlan:
 
 
 def stage_minutes(plan: PretrainPlan, stage: Stage) -> float:
-    return max(0.1, plan.minutes * stage.share)
+    """Wall minutes of ``stage``: its share of ``plan.minutes``; where the plan sets the vision stage's
+    minutes, that stage gets them and the curriculum stages share the rest in their proportions.
+
+    >>> plan = PretrainPlan(Path("m"), minutes=40, vision_minutes=6)
+    >>> [round(stage_minutes(plan, s), 2) for s in (VISION_STAGE, *CURRICULUM)]
+    [6, 14.0, 14.0, 6.0]
+    """
+    if plan.vision_minutes is None:
+        return max(0.1, plan.minutes * stage.share)
+    if stage.name == VISION_STAGE.name:
+        return plan.vision_minutes
+    return max(0.1, round((plan.minutes - plan.vision_minutes) * stage.share / (1 - VISION_STAGE.share), 6))
 
 
 def make_perception_data(plan: PretrainPlan, stage: Stage, index: int, n: int) -> Path:
@@ -129,7 +141,7 @@ def train_stage(plan: PretrainPlan, stage: Stage, model: Path, traj: Path, out: 
     state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
     losses = [row["loss"] for row in state["log_history"] if "loss" in row]
     runtime = [row["train_runtime"] for row in state["log_history"] if "train_runtime" in row]
-    return {"stage": stage.name, **asdict(stage), "steps": state["global_step"],
+    return {"stage": stage.name, **asdict(stage), "minutes": stage_minutes(plan, stage), "steps": state["global_step"],
             "samples": state["global_step"] * plan.batch_size, "final_loss": losses[-1] if losses else None,
             "wall_s": round(runtime[-1] if runtime else time.monotonic() - start, 1), "resumed": resumed}
 
@@ -211,6 +223,80 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
     return results
 
 
+#: `mirg model pretrain-tiny`'s options (by argparse name) and their defaults where neither the command line
+#: nor ``--like`` sets them.
+OPTION_DEFAULTS: dict[str, Any] = {
+    "minutes": 60.0, "seed": 0, "family": "qwen3_vl", "size": "s", "rope_theta": None, "lm_layers": None,
+    "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False, "detail": "answer",
+}
+
+
+def recorded_options(folder: Path) -> dict[str, Any]:
+    """The `pretrain-tiny` options the model in ``folder`` was made with, read from its pretrain_summary.json
+    (what ``--like`` starts from).
+
+    >>> from mirg.models.registry import embedded_model_dir
+    >>> options = recorded_options(embedded_model_dir())
+    >>> options["detail"], options["lm_layers"], options["freeze_vision"], options["word_targets"]
+    ('mark-list', 4, True, True)
+    """
+    path = Path(folder) / "pretrain_summary.json"
+    if not path.is_file():
+        raise MirgError(f"{folder} holds no pretrain_summary.json: --like takes a model made by `mirg model pretrain-tiny`")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        plan, last = summary["plan"], summary["stages"][-1]
+        options = {"minutes": float(plan["minutes"]), "seed": int(plan["seed"]), "family": str(plan["family"]),
+                   "size": str(plan["size"]), "rope_theta": plan.get("rope_theta"), "lm_layers": plan.get("lm_layers"),
+                   "vision_minutes": plan.get("vision_minutes"), "eval_samples": int(plan["eval_samples"]),
+                   "freeze_vision": "--freeze_vision" in plan["extra"],
+                   "word_targets": "--word-targets" in plan["vision_extra"], "detail": str(last["detail"])}
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise MirgError(f"{path}: not a pretrain-tiny summary ({type(exc).__name__}: {exc})") from None
+    return options
+
+
+def resolve_options(given: dict[str, Any], like: Path | None = None) -> dict[str, Any]:
+    """Every `pretrain-tiny` option: those ``given`` (None where not), else the ``like`` model's, else the
+    defaults; checked.
+
+    >>> from mirg.models.registry import embedded_model_dir
+    >>> options = resolve_options({"minutes": 5, "lm_layers": None}, embedded_model_dir())
+    >>> options["minutes"], options["lm_layers"], options["detail"], options["size"]
+    (5, 4, 'mark-list', 's')
+    """
+    start = recorded_options(like) if like is not None else OPTION_DEFAULTS
+    options = {name: start[name] if given.get(name) is None else given[name] for name in OPTION_DEFAULTS}
+    if options["minutes"] <= 0 or options["eval_samples"] < 1:
+        raise MirgError(f"--minutes and --eval-samples must be positive, got {options['minutes']} and "
+                        f"{options['eval_samples']}")
+    vision = options["vision_minutes"]
+    if vision is not None and not 0 < vision < options["minutes"]:
+        source = f" (from --like {like})" if given.get("vision_minutes") is None else ""
+        raise MirgError(f"--vision-minutes must be above 0 and below --minutes ({options['minutes']}), got "
+                        f"{vision}{source}")
+    return options
+
+
+def explicit_command(out: Path, options: dict[str, Any]) -> str:
+    """The `pretrain-tiny` command line that sets every option in ``options`` explicitly (what the card shows,
+    so that it rebuilds the model whatever later defaults or ``--like`` models say).
+
+    >>> explicit_command(Path("b"), {**OPTION_DEFAULTS, "lm_layers": 4, "freeze_vision": True})
+    'mirg model pretrain-tiny --out b --minutes 60 --seed 0 --family qwen3_vl --size s --lm-layers 4 --eval-samples 200 --freeze-vision --detail answer'
+    """
+    import shlex
+
+    parts = ["mirg", "model", "pretrain-tiny", "--out", str(out)]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts += [flag] if value else []
+        elif value is not None:
+            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     """Build the tiny model, run the curriculum, evaluate, and leave the final model + card in ``out``."""
     from mirg.models.card import write_model_card
@@ -228,7 +314,8 @@ def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     coords = adapter_for(init).coords
     model, resumed = vision_stage(plan, init)
     vision = json.loads((model / "vision_stage.json").read_text(encoding="utf-8"))
-    stages = [{"stage": "vision (dense head)", **asdict(VISION_STAGE), "steps": vision["steps"],
+    stages = [{"stage": "vision (dense head)", **asdict(VISION_STAGE), "minutes": stage_minutes(plan, VISION_STAGE),
+               "steps": vision["steps"],
                "samples": vision["images"], "final_loss": round(sum(vision["last_losses"].values()), 4),
                "wall_s": vision["wall_s"], "resumed": resumed, "heldout": vision["heldout"]}]
     outputs = []
