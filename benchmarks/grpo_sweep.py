@@ -1,12 +1,16 @@
-"""Stage 2's learning rate, chosen on the validation split: GRPO from one demo run's SFT model at other rates.
+"""Stage 2's settings, chosen on the validation split: GRPO from one demo run's SFT model at other learning
+rates and group sizes.
 
 For a finished demo (or ablation seed) folder, runs GRPO from its SFT model for the demo's stage-2 minutes
-once per learning rate (``OUT/grpo_lr<rate>``, the demo's own plan otherwise), then evaluates those models
-with the folder's SFT, SFT continued (where the ablation made it) and SFT+GRPO models on the validation and
-test splits. Prints one JSON line per split and model: steps, task-mean acc@0.5, image accuracy.
+once per learning rate and number of generations per prompt (``OUT/grpo_lr<rate>``, plus ``_g<N>`` where N
+is not the demo's; each step takes two prompts, as in the demo; the demo's own plan otherwise), then
+evaluates those models with the folder's SFT, SFT continued (where the ablation made it) and SFT+GRPO models
+on the validation and test splits. Prints one JSON line per split and model: steps, task-mean acc@0.5,
+image accuracy.
 
-Usage (the measurement in benchmarks/RESULTS.md):
-    python benchmarks/grpo_lr.py --out /tmp/ablO/seed0 --seed 0 --lrs 2e-4,5e-4
+Usage (the measurements in benchmarks/RESULTS.md):
+    python benchmarks/grpo_sweep.py --out /tmp/ablO/seed0 --seed 0 --lrs 2e-4,5e-4
+    python benchmarks/grpo_sweep.py --out /tmp/ablO/seed0 --seed 0 --generations 8
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from mirg.demo import DemoPlan, grpo_args, resolve_detail
@@ -22,14 +27,25 @@ from mirg.models.registry import resolve_model_path
 from mirg.pipeline import run_mirg
 
 
-def grpo_at(plan: DemoPlan, lr: float) -> Path:
-    """GRPO from the plan's SFT model at learning rate ``lr``; returns its folder (kept if already there)."""
-    plan.grpo_lr = lr
-    out = plan.path(f"grpo_lr{lr:g}")
+def grpo_at(plan: DemoPlan, lr: float, generations: int) -> tuple[str, Path]:
+    """GRPO from the plan's SFT model at learning rate ``lr`` with ``generations`` per prompt; returns its
+    name and folder (kept if already there)."""
+    name = f"grpo_lr{lr:g}" + ("" if generations == DemoPlan.num_generations else f"_g{generations}")
+    out = plan.path(name)
     if not (out / "trainer_state.json").is_file():
-        run_mirg(grpo_args(plan, str(plan.path("sft")), out, report="none"), plan.path("logs", f"grpo_lr{lr:g}.txt"),
-                 quiet=True)
-    return out
+        run_mirg(grpo_args(replace(plan, grpo_lr=lr, num_generations=generations), str(plan.path("sft")), out,
+                           report="none"), plan.path("logs", f"{name}.txt"), quiet=True)
+    return name, out
+
+
+def numbers(text: str, kind, flag: str, parser: argparse.ArgumentParser) -> list:
+    try:
+        values = [kind(v) for v in text.split(",")]
+    except ValueError:
+        parser.error(f"{flag} must be comma-separated numbers, got {text!r}")
+    if not all(v > 0 for v in values):
+        parser.error(f"{flag} must be positive, got {text!r}")
+    return values
 
 
 def evaluate(plan: DemoPlan, split: str, name: str, folder: Path) -> dict:
@@ -47,12 +63,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="a finished demo or ablation seed folder")
     parser.add_argument("--seed", type=int, default=0, help="the folder's seed (default 0)")
-    parser.add_argument("--lrs", required=True, help="comma-separated GRPO learning rates, e.g. 2e-4,5e-4")
+    parser.add_argument("--lrs", default=f"{DemoPlan.grpo_lr:g}",
+                        help=f"comma-separated GRPO learning rates, e.g. 2e-4,5e-4 (default: the demo's, {DemoPlan.grpo_lr:g})")
+    parser.add_argument("--generations", default=str(DemoPlan.num_generations),
+                        help=f"comma-separated completions per prompt, at least 2 (default: the demo's, "
+                        f"{DemoPlan.num_generations})")
     opts = parser.parse_args()
-    try:
-        lrs = [float(v) for v in opts.lrs.split(",")]
-    except ValueError:
-        parser.error(f"--lrs must be comma-separated numbers, got {opts.lrs!r}")
+    lrs = numbers(opts.lrs, float, "--lrs", parser)
+    generations = numbers(opts.generations, int, "--generations", parser)
+    if min(generations) < 2:
+        parser.error(f"--generations: GRPO compares at least 2 completions per prompt, got {opts.generations!r}")
     plan = DemoPlan(out=opts.out, seed=opts.seed)
     try:
         if not (plan.path("sft", "trainer_state.json").is_file() and plan.path("data", "val", "manifest.jsonl").is_file()):
@@ -60,12 +80,12 @@ def main() -> int:
         resolve_detail(plan, resolve_model_path(plan.model))
         folders = {name: plan.path(name) for name in ("sft", "sft_continued", "sft_grpo")
                    if plan.path(name, "trainer_state.json").is_file()}
-        folders |= {f"grpo_lr{lr:g}": grpo_at(plan, lr) for lr in lrs}
+        folders |= dict(grpo_at(plan, lr, n) for lr in lrs for n in generations)
         for split in ("val", "test"):
             for name, folder in folders.items():
                 print(json.dumps({"seed": opts.seed, **evaluate(plan, split, name, folder)}), flush=True)
     except MirgError as exc:
-        print(f"grpo_lr: {exc}", file=sys.stderr)
+        print(f"grpo_sweep: {exc}", file=sys.stderr)
         return 2
     return 0
 
