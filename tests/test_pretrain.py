@@ -86,14 +86,18 @@ def test_pretrain_tiny_runs_end_to_end(tmp_path):
     assert not any(s["resumed"] for s in summary["stages"]) and "total with data and evaluation" in card
     assert resolve_model_path(out) == out and (out / "model.safetensors").is_file()
 
-    # Interrupted after training (no final model yet): a rerun trains nothing again and says so on the card.
+    # Interrupted after training (no final model yet): a rerun trains nothing again and says so on the card;
+    # told to keep the last stage's output this time, it does.
     steps = [s["steps"] for s in summary["stages"]]
     (out / "config.json").unlink()
-    proc = mirg("model", "pretrain-tiny", "--out", str(out), *args)
+    proc = mirg("model", "pretrain-tiny", "--out", str(out), *args, "--select", "last")
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.loads((out / "pretrain_summary.json").read_text())
     assert all(s["resumed"] for s in again["stages"]) and [s["steps"] for s in again["stages"]] == steps
-    assert "resumed an earlier run" in (out / "README.md").read_text()
+    assert again["selected"] == "3_several-images" and again["metrics"]["perception_one_image"]["overall"]["model"].endswith(
+        "3_several-images")
+    card = (out / "README.md").read_text()
+    assert "resumed an earlier run" in card and "the last stage (`--select last`" in card and "--select last" in card
 
 
 def test_pretrain_refuses_a_folder_holding_a_model(tmp_path):
@@ -118,10 +122,15 @@ def parsed(command: str) -> dict:
     return {k: v for k, v in args.items() if k != "func"}
 
 
-def test_pretrain_like_embedded_rebuilds_the_shipped_base_unless_told_otherwise():
+def test_pretrain_like_embedded_rebuilds_the_shipped_base_unless_told_otherwise(tmp_path):
     shipped = json.loads((embedded_model_dir() / "pretrain_summary.json").read_text())
-    options = resolve_options({"minutes": 3, "seed": None, "detail": "list"}, embedded_model_dir())
-    assert options == {**recorded_options(embedded_model_dir()), "minutes": 3, "detail": "list"}
+    options = resolve_options({"minutes": 90, "seed": None, "detail": "list"}, embedded_model_dir())
+    assert options == {**recorded_options(embedded_model_dir()), "minutes": 90, "detail": "list"}
+    summary = {**shipped, "plan": {**shipped["plan"], "vision_minutes": 12.0}}
+    (tmp_path / "pretrain_summary.json").write_text(json.dumps(summary))
+    with pytest.raises(MirgError, match=r"got 12.0 \(from --like"):  # a --like model's vision stage, too long now
+        resolve_options({"minutes": 10}, tmp_path)
+    assert resolve_options({"minutes": 10, "vision_minutes": 2}, tmp_path)["vision_minutes"] == 2
     explicit = parsed(explicit_command(Path(shipped["plan"]["out"]), recorded_options(embedded_model_dir())))
     typed = parsed(shipped["command"])
     assert {k: v for k, v in explicit.items() if typed[k] is not None} == {k: v for k, v in typed.items() if v is not None}

@@ -68,7 +68,7 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--out", required=True, metavar="DIR", help="new folder for the model")
     tiny.add_argument("--like", metavar="MODEL", default=None,
                       help="start from the options a pretrain-tiny model was made with (its pretrain_summary.json), "
-                      "e.g. `--like embedded` rebuilds the shipped base; options given here override them; the card "
+                      "e.g. `--like embedded` for the shipped base's recipe; options given here override them; the card "
                       "records every option explicitly")
     tiny.add_argument("--minutes", type=float, default=None, help="total training wall time (default 60)")
     tiny.add_argument("--seed", type=int, default=None, help="seed of the weights, data and training (default 0)")
@@ -92,6 +92,10 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
                       "list (every object with its box first, then the target; see `mirg data trajectories`) or "
                       "box-list (the same list with each box before its label) or mark-list (the list with the target "
                       "marked before its box) (default answer)")
+    tiny.add_argument("--select", choices=("best", "last"), default=None,
+                      help="which stage's output becomes the model: best (the best acc@0.5 on one-image validation; "
+                      "default) or last (the several-images stage, the only one that has listed several images, "
+                      "as a base for multi-image training needs)")
     tiny.set_defaults(func=run_pretrain_tiny)
 
 
@@ -126,7 +130,7 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
                         size=opts["size"], eval_samples=opts["eval_samples"], stages=curriculum(opts["detail"]),
                         rope_theta=opts["rope_theta"], lm_layers=opts["lm_layers"], vision_minutes=opts["vision_minutes"],
                         vision_extra=["--word-targets"] if opts["word_targets"] else [],
-                        extra=["--freeze_vision"] if opts["freeze_vision"] else [])
+                        extra=["--freeze_vision"] if opts["freeze_vision"] else [], select=opts["select"])
     summary = run_pretrain(plan, explicit_command(Path(args.out), opts))
     print(f"pretrained {opts['family']} in {summary['train_wall_s'] / 60:.1f} min; model and card in {args.out}")
     return 0

@@ -90,8 +90,13 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
                      f"{st['wall_s']:.0f} s |")
     if summary.get("selection"):
         picked = ", ".join(f"{row['stage_output']} {_pct(row['validation_acc@0.5'])}" for row in summary["selection"])
-        lines += ["", f"Shipped: the output of `{summary['selected']}`, the stage with the best acc@0.5 on 100 "
-                      f"validation samples of one-image perception ({picked})."]
+        if summary.get("plan", {}).get("select") == "last":
+            lines += ["", f"Shipped: the output of `{summary['selected']}`, the last stage (`--select last`: the only "
+                          f"one that has listed several images); acc@0.5 on 100 validation samples of one-image "
+                          f"perception: {picked}."]
+        else:
+            lines += ["", f"Shipped: the output of `{summary['selected']}`, the stage with the best acc@0.5 on 100 "
+                          f"validation samples of one-image perception ({picked})."]
     lines += [
         "",
         wall_time_line(summary),

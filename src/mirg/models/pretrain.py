@@ -75,6 +75,7 @@ class PretrainPlan:
     rope_theta: float | None = None  # None: the size preset's
     lm_layers: int | None = None  # None: the size preset's
     vision_minutes: float | None = None  # None: VISION_STAGE's share of ``minutes``
+    select: str = "best"  # which stage output becomes the model: see select_stage
     image_size: int = 112
     learning_rate: float = 1e-3
     batch_size: int = 8
@@ -175,8 +176,10 @@ ONE_IMAGE = ["--tasks", "perception", "--min-images", "1", "--max-images", "1"]
 
 
 def select_stage(plan: PretrainPlan, outputs: list[Path]) -> tuple[Path, list[dict[str, Any]]]:
-    """The stage output with the best acc@0.5 on a validation set of one-image perception (not the test
-    set the card reports): later stages can trade localising for describing, and the base must localise."""
+    """The stage output that becomes the model, with every output's acc@0.5 on a validation set of one-image
+    perception (not the test set the card reports). ``plan.select``: ``best``, the output with the best of
+    those (later stages can trade localising for describing); ``last``, the several-images stage's, the only
+    one that has listed several images, which a base for multi-image training needs."""
     data = heldout_data(plan, "validation", 80_000 + plan.seed, plan.validation_samples, ONE_IMAGE)
     scores = []
     for model in outputs:
@@ -186,6 +189,8 @@ def select_stage(plan: PretrainPlan, outputs: list[Path]) -> tuple[Path, list[di
                      plan.work("logs", f"eval_validation_{model.name}.txt"), quiet=True)
         overall = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["overall"]
         scores.append({"stage_output": model.name, "validation_acc@0.5": overall["pooled_acc@0.5"]})
+    if plan.select == "last":
+        return outputs[-1], scores
     best = max(range(len(outputs)), key=lambda i: (scores[i]["validation_acc@0.5"], i))
     return outputs[best], scores
 
@@ -228,6 +233,7 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
 OPTION_DEFAULTS: dict[str, Any] = {
     "minutes": 60.0, "seed": 0, "family": "qwen3_vl", "size": "s", "rope_theta": None, "lm_layers": None,
     "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False, "detail": "answer",
+    "select": "best",
 }
 
 
@@ -250,7 +256,8 @@ def recorded_options(folder: Path) -> dict[str, Any]:
                    "size": str(plan["size"]), "rope_theta": plan.get("rope_theta"), "lm_layers": plan.get("lm_layers"),
                    "vision_minutes": plan.get("vision_minutes"), "eval_samples": int(plan["eval_samples"]),
                    "freeze_vision": "--freeze_vision" in plan["extra"],
-                   "word_targets": "--word-targets" in plan["vision_extra"], "detail": str(last["detail"])}
+                   "word_targets": "--word-targets" in plan["vision_extra"], "detail": str(last["detail"]),
+                   "select": str(plan.get("select", "best"))}
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise MirgError(f"{path}: not a pretrain-tiny summary ({type(exc).__name__}: {exc})") from None
     return options
@@ -261,9 +268,9 @@ def resolve_options(given: dict[str, Any], like: Path | None = None) -> dict[str
     defaults; checked.
 
     >>> from mirg.models.registry import embedded_model_dir
-    >>> options = resolve_options({"minutes": 5, "lm_layers": None}, embedded_model_dir())
+    >>> options = resolve_options({"minutes": 90, "lm_layers": None}, embedded_model_dir())
     >>> options["minutes"], options["lm_layers"], options["detail"], options["size"]
-    (5, 4, 'mark-list', 's')
+    (90, 4, 'mark-list', 's')
     """
     start = recorded_options(like) if like is not None else OPTION_DEFAULTS
     options = {name: start[name] if given.get(name) is None else given[name] for name in OPTION_DEFAULTS}
@@ -283,7 +290,7 @@ def explicit_command(out: Path, options: dict[str, Any]) -> str:
     so that it rebuilds the model whatever later defaults or ``--like`` models say).
 
     >>> explicit_command(Path("b"), {**OPTION_DEFAULTS, "lm_layers": 4, "freeze_vision": True})
-    'mirg model pretrain-tiny --out b --minutes 60 --seed 0 --family qwen3_vl --size s --lm-layers 4 --eval-samples 200 --freeze-vision --detail answer'
+    'mirg model pretrain-tiny --out b --minutes 60 --seed 0 --family qwen3_vl --size s --lm-layers 4 --eval-samples 200 --freeze-vision --detail answer --select best'
     """
     import shlex
 
