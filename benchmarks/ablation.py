@@ -5,13 +5,15 @@ For every seed: the demo's data and stage-1 (SFT) model, then, each for the same
   sft_grpo        GRPO with the format, image and object rewards (the method)
   no_image        GRPO without the image reward
   no_object       GRPO without the object reward
-  grpo_from_base  GRPO from the embedded base, without SFT
+  grpo_from_base  GRPO from the base, without SFT
 and the SFT model itself; all evaluated on the same test split. Mean and spread over seeds go to
-OUT/ablation.json and OUT/ablation.md.
+OUT/ablation.json and OUT/ablation.md. The base is `embedded` unless --model names another: a seed's folder
+is the demo's (`mirg demo --out OUT/seedS --seed S --model M`), so a demo run with the same plan is reused as it is.
 
 Usage (the measurement in benchmarks/RESULTS.md):
     python benchmarks/ablation.py --out runs/ablation --seeds 0,1,2
     python benchmarks/ablation.py --out runs/ablation --variants sft_continued,sft_grpo   # the control and the method only
+    python benchmarks/ablation.py --out runs/ablation_b --model DIR   # a base before it is shipped
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
     return v
 
 
-def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | None = None) -> dict[str, dict]:
-    plan = DemoPlan(out=out / f"seed{seed}", seed=seed)
+def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | None = None,
+             model: str = "embedded") -> dict[str, dict]:
+    plan = DemoPlan(out=out / f"seed{seed}", seed=seed, model=model)
     if detail is not None:
         plan.detail = detail
     base = str(resolve_model_path(plan.model))
@@ -92,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--model", default="embedded", help="the base: `embedded` (default) or a model folder")
     parser.add_argument("--detail", choices=DETAILS, help="trajectory detail (default: the demo's choice for the base)")
     parser.add_argument("--variants", help="comma-separated variants to run besides sft (default: all of them)")
     opts = parser.parse_args()
@@ -103,7 +107,7 @@ def main() -> None:
         if only - known:
             parser.error(f"unknown variant(s) {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}")
     try:
-        per_seed = {seed: run_seed(opts.out, seed, opts.detail, only) for seed in seeds}
+        per_seed = {seed: run_seed(opts.out, seed, opts.detail, only, opts.model) for seed in seeds}
     except MirgError as exc:  # a folder started with another plan, a failed stage: one line, not a traceback
         sys.exit(f"ablation: {exc}")
     summary = aggregate(per_seed)
