@@ -120,7 +120,7 @@ def dataset(tmp_path_factory) -> Path:
     "coords,extra",
     [("pixel", []), ("norm1000", []), ("norm1", []), ("resized", ["--max-pixels", "20000", "--min-pixels", "3136"])],
 )
-@pytest.mark.parametrize("detail", ["answer", "list", "box-list", "mark-list", "brief", "full"])
+@pytest.mark.parametrize("detail", ["answer", "list", "box-list", "mark-list", "chain", "brief", "full"])
 def test_template_answers_score_perfectly(dataset, tmp_path, coords, extra, detail):
     out = tmp_path / "out"
     argv = ["data", "trajectories", "--data", str(dataset), "--out", str(out), "--coords", coords, "--detail", detail]
@@ -175,6 +175,42 @@ def test_list_detail_lists_every_object_so_the_listing_score_is_perfect(dataset,
             assert xs == sorted(xs) and think.startswith("Objects: "), text
         else:
             assert all(f"Image {k}: " in think for k in range(1, sample.num_images + 1)), text
+
+
+def test_chain_lists_every_image_by_label_then_the_target_image_with_boxes(tmp_path):
+    """``chain``: each image's labels left to right (the outlined object marked), the target named with its image,
+    then only the target image's objects with boxes, the mark on the target and the answer's box after it."""
+    from mirg.eval.perception import listed_objects
+
+    data = tmp_path / "synth"
+    assert main(["data", "synth", "--out", str(data), "--n", "30", "--seed", "4", "--image-size", "112"]) == 0
+    out = tmp_path / "chain"
+    assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "chain",
+                 "--coords", "norm1000"]) == 0
+    samples = {s.id: s for s in read_manifest(data)}
+    outlined = 0
+    for row in read_jsonl(out / "sft.jsonl"):
+        sample, text = samples[row["id"]], completion_text(row)
+        think, k = think_block(text), sample.target.image
+        target = next(o for o in sample.objects[k - 1] if tuple(o.bbox) == tuple(sample.target.bbox))
+        lists, rest = think.split(" The target is the ", 1)
+        for i, objects in enumerate(sample.objects, start=1):
+            ordered = sorted(objects, key=lambda o: (o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
+            labels = "; ".join(o.label + (" outlined" if o.attributes.get("outlined") else "") for o in ordered)
+            assert f"Image {i}: {labels}." in lists, text
+            outlined += sum(1 for o in objects if o.attributes.get("outlined"))
+        assert "[" not in lists and rest.startswith(f"{target.label} in image {k}. In image {k}: "), text
+        listed = listed_objects(rest)
+        assert [label for label, _ in listed] == [o.label for o in ordered_in(sample.objects[k - 1])], text
+        answer = parse_answer(text)
+        assert rest.count("(the target)") == 1
+        marked = rest.split("(the target) ", 1)[1]
+        assert marked.startswith(json.dumps([int(v) for v in answer.bbox])) and answer.image == k, text
+    assert outlined > 0  # the synthetic families outline reference objects, and the lists say which
+
+
+def ordered_in(objects):
+    return sorted(objects, key=lambda o: (o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
 
 
 def test_files_have_the_exact_formats(dataset, tmp_path):

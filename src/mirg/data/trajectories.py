@@ -42,11 +42,13 @@ from mirg.prompts import user_message
 from mirg.schema import ObjectAnn, Sample, check_image_files, manifest_path, read_manifest
 
 Warn = Callable[[str], None]
-DETAILS = ("answer", "list", "box-list", "mark-list", "brief", "full")
+DETAILS = ("answer", "list", "box-list", "mark-list", "chain", "brief", "full")
 #: The details that list every object of every image before naming the target image.
-LIST_DETAILS = ("list", "box-list", "mark-list")
-#: What ``mark-list`` writes between the target's label and its box.
+LIST_DETAILS = ("list", "box-list", "mark-list", "chain")
+#: What ``mark-list`` and ``chain`` write between the target's label and its box.
 TARGET_MARK = "(the target)"
+#: What ``chain`` writes after the label of an object an outline marks.
+OUTLINE_MARK = "outlined"
 SFT_FILE, RL_FILE, README_FILE = "sft.jsonl", "rl.jsonl", "README.md"
 #: IoU an answer's box must reach against the manifest's box for a trajectory to be kept.
 MIN_IOU = 0.5
@@ -71,7 +73,10 @@ class TrajectoryOptions:
     list with each box before its label (``[x1, y1, x2, y2] red circle``), so that a model first commits to
     an object by its place and then names what it sees there; ``"mark-list"`` is the list with the target
     marked where it is listed (``red circle (the target) [x1, y1, x2, y2]``), so that the answer copies the box
-    that follows the mark instead of searching the list for a label.
+    that follows the mark instead of searching the list for a label; ``"chain"`` reasons in three short steps,
+    each one a perception skill: every image's objects by label (outlined ones marked), the target named with
+    its image (``The target is the red circle in image 2.``, where the cross-image reasoning happens), then only that
+    image listed with boxes and the target marked, so that the answer copies the marked box.
     """
 
     coords: CoordSpace = field(default_factory=CoordSpace)
@@ -359,16 +364,47 @@ def listing_step(sample: Sample, opts: TrajectoryOptions, target: ObjectAnn | No
         return []
     parts = []
     for k, objects in enumerate(sample.objects, start=1):
-        ordered = sorted(objects, key=lambda o: (o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
+        ordered = left_to_right(objects)
         mark = target if opts.detail == "mark-list" and k == sample.target.image else None
         listed = objects_with_boxes(ordered, sample.image_sizes[k - 1], opts.coords, opts.detail == "box-list", mark)
         parts.append(f"{'Objects' if sample.num_images == 1 else f'Image {k}'}: {listed}.")
     return parts
 
 
+def left_to_right(objects: Sequence[ObjectAnn]) -> list[ObjectAnn]:
+    """Objects ordered by the box's centre, left to right (then top to bottom): how every list is written."""
+    return sorted(objects, key=lambda o: (o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
+
+
+def labels_text(objects: Sequence[ObjectAnn]) -> str:
+    """One image's objects by label, left to right, an outlined one marked: ``red circle outlined; blue star``."""
+    entries = [f"{o.label} {OUTLINE_MARK}" if o.attributes.get("outlined") is True else o.label
+               for o in left_to_right(objects)]
+    return "; ".join(entries) or "none"
+
+
+def chain_steps(sample: Sample, opts: TrajectoryOptions, target: ObjectAnn | None) -> list[str]:
+    """``chain`` detail: what every image holds, the target named, then the target image with boxes.
+
+    ``Image 1: red circle outlined; blue star. Image 2: red circle. The target is the red circle in image 2.
+    In image 2: red circle (the target) [x1, y1, x2, y2].`` Without object annotations only the target is named.
+    """
+    k = sample.target.image
+    label = target.label if target is not None else "object"
+    named = f"The target is the {label} in image {k}."
+    if sample.objects is None:
+        return [named]
+    parts = [f"Image {i}: {labels_text(objects)}." for i, objects in enumerate(sample.objects, start=1)]
+    listed = objects_with_boxes(left_to_right(sample.objects[k - 1]), sample.image_sizes[k - 1], opts.coords,
+                                mark=target)
+    return parts + [named, f"In image {k}: {listed}."]
+
+
 def template_think(sample: Sample, opts: TrajectoryOptions) -> str:
     """The reasoning of a template trajectory: steps (a)-(d), those the annotations allow."""
     plan = make_plan(sample)
+    if opts.detail == "chain":
+        return " ".join(chain_steps(sample, opts, plan.target))
     if opts.detail in ("answer", *LIST_DETAILS):
         the_label = f"the {plan.target.label}" if plan.target is not None else "the object"
         named = f"{the_label[0].upper() + the_label[1:]} is in image {sample.target.image}."
