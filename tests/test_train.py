@@ -164,6 +164,36 @@ def test_sft_loss_is_on_the_assistant_turn_only(tiny, trajectories, tmp_path):
         assert int((trained == image_id).sum()) == 0
 
 
+def test_sft_completion_only_loss_equals_trls_loss_and_gradients(tiny, trajectories, tmp_path):
+    """On a CPU the loss projects only the completion positions; it must be TRL's loss (and gradient) exactly."""
+    import torch
+    from trl import SFTTrainer
+
+    from mirg.train.common import prepare_run
+    from mirg.train.config import SFTArguments, parse_arguments
+    from mirg.train.sft import build_sft_trainer
+
+    args = parse_arguments(SFTArguments, ["--model", str(tiny), "--data", str(trajectories), "--output_dir",
+                                          str(tmp_path / "o"), "--per_device_train_batch_size", "4", *QUIET], "sft")
+    trainer = build_sft_trainer(args, prepare_run(args, "sft"))
+    assert type(trainer).__name__ == "CompletionLossSFTTrainer"
+    model = trainer.model.train()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    assert trainer._completion_only(model, batch)
+    results = []
+    for compute in (trainer.compute_loss, lambda m, b: SFTTrainer.compute_loss(trainer, m, b)):
+        model.zero_grad()
+        loss = compute(model, batch)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (ours, ours_grads), (trl, trl_grads) = results
+    assert torch.allclose(ours, trl, rtol=1e-5), (ours, trl)
+    assert len(ours_grads) == len(trl_grads) > 0
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(ours_grads, trl_grads))
+    logged = trainer._metrics["train"]
+    assert len(logged["entropy"]) == len(logged["mean_token_accuracy"]) == 2  # the same metrics as TRL's, both times
+
+
 def test_sft_freeze_vision_keeps_the_vision_tower(tiny, trajectories, tmp_path):
     out = tmp_path / "frozen"
     assert sft(tiny, trajectories, out, "--max_steps", "2", "--save_strategy", "no", "--freeze_vision", *QUIET) == 0
