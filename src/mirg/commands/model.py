@@ -91,11 +91,17 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
                       help="how every curriculum stage answers: answer (the box right after naming the target), "
                       "list (every object with its box first, then the target; see `mirg data trajectories`) or "
                       "box-list (the same list with each box before its label) or mark-list (the list with the target "
-                      "marked before its box) (default answer)")
+                      "marked before its box) or chain (each image by label, the target named, then its image with "
+                      "boxes and the target marked) (default answer)")
     tiny.add_argument("--select", choices=("best", "last"), default=None,
                       help="which stage's output becomes the model: best (the best acc@0.5 on one-image validation; "
                       "default) or last (the several-images stage, the only one that has listed several images, "
                       "as a base for multi-image training needs)")
+    tiny.add_argument("--shares", default=None, metavar="A,B,C",
+                      help="relative shares of the time after the vision stage for the one-object, scenes and "
+                      "several-images stages (default 35,35,15)")
+    tiny.add_argument("--max-images", type=int, default=None, metavar="N",
+                      help="most images per sample in the several-images stage, 1..6 (default 3)")
     tiny.set_defaults(func=run_pretrain_tiny)
 
 
@@ -127,7 +133,9 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
     like = resolve_model_path(args.like) if args.like else None
     opts = resolve_options({name: getattr(args, name) for name in OPTION_DEFAULTS}, like)
     plan = PretrainPlan(out=Path(args.out), minutes=opts["minutes"], seed=opts["seed"], family=opts["family"],
-                        size=opts["size"], eval_samples=opts["eval_samples"], stages=curriculum(opts["detail"]),
+                        size=opts["size"], eval_samples=opts["eval_samples"],
+                        stages=curriculum(opts["detail"], opts["shares"], opts["max_images"]),
+                        shares=opts["shares"], max_images=opts["max_images"],
                         rope_theta=opts["rope_theta"], lm_layers=opts["lm_layers"], vision_minutes=opts["vision_minutes"],
                         vision_extra=["--word-targets"] if opts["word_targets"] else [],
                         extra=["--freeze_vision"] if opts["freeze_vision"] else [], select=opts["select"])

@@ -51,18 +51,48 @@ CURRICULUM = (
 )
 
 
-def curriculum(detail: str = "answer") -> tuple[Stage, ...]:
-    """The curriculum with every stage answered in ``detail`` (``answer``, ``list`` or ``box-list``). With a
-    list, the stages after the first mix in the ``listing`` family, whose questions name no label.
+#: The curriculum stages' shares of the time after the vision stage (one object, scenes, several images), as
+#: relative weights; and the most images of the several-images stage.
+DEFAULT_SHARES = "35,35,15"
+DEFAULT_MAX_IMAGES = 3
+
+
+def parse_shares(text: str) -> tuple[float, float, float]:
+    """``"35,35,15"`` -> the three stages' shares of the whole time (they sum to what the vision stage leaves).
+
+    >>> [round(v, 2) for v in parse_shares("1,3,3")]
+    [0.12, 0.36, 0.36]
+    """
+    try:
+        weights = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        weights = ()
+    if len(weights) != len(CURRICULUM) or not all(w > 0 for w in weights):
+        raise MirgError(f"--shares takes {len(CURRICULUM)} positive numbers separated by commas (one object, scenes, "
+                        f"several images), got {text!r}")
+    total = sum(weights)
+    return tuple(round(w / total * (1 - VISION_STAGE.share), 6) for w in weights)  # type: ignore[return-value]
+
+
+def curriculum(detail: str = "answer", shares: str = DEFAULT_SHARES,
+               max_images: int = DEFAULT_MAX_IMAGES) -> tuple[Stage, ...]:
+    """The curriculum with every stage answered in ``detail`` (``answer``, or a list detail such as ``list``,
+    ``mark-list`` or ``chain``), the stages' time in the proportions ``shares`` and up to ``max_images`` images in
+    the last stage. With a list, the stages after the first mix in the ``listing`` family, whose questions name
+    no label.
 
     >>> [(s.name, s.detail, s.tasks) for s in curriculum("list")]  # doctest: +NORMALIZE_WHITESPACE
     [('one-object', 'list', 'perception'), ('scenes', 'list', 'perception,listing'),
      ('several-images', 'list', 'perception,listing')]
+    >>> [(round(s.share, 3), s.max_images) for s in curriculum("chain", "15,35,35", 4)]
+    [(0.15, 1), (0.35, 1), (0.35, 4)]
     """
+    stages = tuple(replace(stage, share=share) for stage, share in zip(CURRICULUM, parse_shares(shares)))
+    stages = stages[:-1] + (replace(stages[-1], max_images=max_images),)
     if detail == "answer":
-        return CURRICULUM
+        return stages
     return tuple(replace(stage, detail=detail, tasks="perception" if stage.max_objects == 1 else "perception,listing")
-                 for stage in CURRICULUM)
+                 for stage in stages)
 
 
 @dataclass
@@ -76,6 +106,8 @@ class PretrainPlan:
     lm_layers: int | None = None  # None: the size preset's
     vision_minutes: float | None = None  # None: VISION_STAGE's share of ``minutes``
     select: str = "best"  # which stage output becomes the model: see select_stage
+    shares: str = DEFAULT_SHARES  # the curriculum stages' relative shares of the time (see curriculum)
+    max_images: int = DEFAULT_MAX_IMAGES  # most images in the several-images stage
     image_size: int = 112
     learning_rate: float = 1e-3
     batch_size: int = 8
@@ -233,7 +265,7 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
 OPTION_DEFAULTS: dict[str, Any] = {
     "minutes": 60.0, "seed": 0, "family": "qwen3_vl", "size": "s", "rope_theta": None, "lm_layers": None,
     "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False, "detail": "answer",
-    "select": "best",
+    "select": "best", "shares": DEFAULT_SHARES, "max_images": DEFAULT_MAX_IMAGES,
 }
 
 
@@ -257,7 +289,8 @@ def recorded_options(folder: Path) -> dict[str, Any]:
                    "vision_minutes": plan.get("vision_minutes"), "eval_samples": int(plan["eval_samples"]),
                    "freeze_vision": "--freeze_vision" in plan["extra"],
                    "word_targets": "--word-targets" in plan["vision_extra"], "detail": str(last["detail"]),
-                   "select": str(plan.get("select", "best"))}
+                   "select": str(plan.get("select", "best")), "shares": str(plan.get("shares", DEFAULT_SHARES)),
+                   "max_images": int(plan.get("max_images", DEFAULT_MAX_IMAGES))}
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise MirgError(f"{path}: not a pretrain-tiny summary ({type(exc).__name__}: {exc})") from None
     return options
@@ -277,6 +310,9 @@ def resolve_options(given: dict[str, Any], like: Path | None = None) -> dict[str
     if options["minutes"] <= 0 or options["eval_samples"] < 1:
         raise MirgError(f"--minutes and --eval-samples must be positive, got {options['minutes']} and "
                         f"{options['eval_samples']}")
+    parse_shares(options["shares"])
+    if not 1 <= options["max_images"] <= 6:
+        raise MirgError(f"--max-images must be 1..6, got {options['max_images']}")
     vision = options["vision_minutes"]
     if vision is not None and not 0 < vision < options["minutes"]:
         source = f" (from --like {like})" if given.get("vision_minutes") is None else ""
@@ -290,7 +326,7 @@ def explicit_command(out: Path, options: dict[str, Any]) -> str:
     so that it rebuilds the model whatever later defaults or ``--like`` models say).
 
     >>> explicit_command(Path("b"), {**OPTION_DEFAULTS, "lm_layers": 4, "freeze_vision": True})
-    'mirg model pretrain-tiny --out b --minutes 60 --seed 0 --family qwen3_vl --size s --lm-layers 4 --eval-samples 200 --freeze-vision --detail answer --select best'
+    'mirg model pretrain-tiny --out b --minutes 60 --seed 0 --family qwen3_vl --size s --lm-layers 4 --eval-samples 200 --freeze-vision --detail answer --select best --shares 35,35,15 --max-images 3'
     """
     import shlex
 
