@@ -23,12 +23,12 @@ with the target) and answer_from_marked_entry (the answer copies a marked box). 
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 from collections import Counter
-from pathlib import Path
+
+from run_reader import read_run, run_parser
 
 _SECTION = re.compile(r"(?:Objects|Image (\d+)):(.*?)(?=Image \d+:|$)", re.S)
 
@@ -108,25 +108,10 @@ def analyse(sample, response: str, space, counts: Counter) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, type=Path, help="dataset folder (manifest.jsonl)")
-    parser.add_argument("--run", required=True, type=Path, help="an eval run folder (predictions.jsonl)")
-    parser.add_argument("--coords", default="norm1000", help="coordinate space of the responses (default norm1000)")
+    parser = run_parser(__doc__)
     parser.add_argument("--min-objects", type=int, default=2, help="objects in the target image (default 2)")
     opts = parser.parse_args()
-
-    from mirg.errors import MirgError
-    from mirg.geometry import CoordSpace
-    from mirg.predictions import read_predictions_jsonl
-    from mirg.schema import read_manifest
-
-    try:
-        samples = read_manifest(opts.data)
-        responses = read_predictions_jsonl(opts.run / "predictions.jsonl")
-        space = CoordSpace(opts.coords)
-    except (MirgError, OSError, ValueError) as exc:
-        print(f"list_analysis: {exc}", file=sys.stderr)
-        return 2
+    samples, responses, space = read_run(opts, "list_analysis")
     counts: Counter = Counter()
     for sample in samples:
         if sample.objects is None or sample.id not in responses:

@@ -209,6 +209,34 @@ def test_chain_lists_every_image_by_label_then_the_target_image_with_boxes(tmp_p
     assert outlined > 0  # the synthetic families outline reference objects, and the lists say which
 
 
+def test_chain_analysis_reads_template_answers_as_perfect(tmp_path):
+    """benchmarks/chain_analysis.py reads chain answers back with the writer's own phrases: the template
+    answers see, decide, mark and copy right on every sample."""
+    import subprocess
+    import sys
+
+    data, out = tmp_path / "synth", tmp_path / "chain"
+    assert main(["data", "synth", "--out", str(data), "--n", "40", "--seed", "9", "--image-size", "112"]) == 0
+    assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "chain",
+                 "--coords", "norm1000"]) == 0
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "predictions.jsonl").write_text("".join(
+        json.dumps({"id": r["id"], "response": completion_text(r)}) + "\n" for r in read_jsonl(out / "sft.jsonl")))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "chain_analysis.py"
+    proc = subprocess.run([sys.executable, str(script), "--data", str(data), "--run", str(run)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout)["all"]
+    assert counts["n"] == 40 and counts["outlined_samples"] > 0
+    for name in ("seen", "image_right", "label_right", "decided", "mark_on_target", "copied", "correct"):
+        assert counts[name] == 40, (name, counts)
+    assert counts["outline_seen"] == counts["outlined_samples"]
+    wrong = subprocess.run([sys.executable, str(script), "--data", str(tmp_path / "none"), "--run", str(run)],
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and wrong.stderr.startswith("chain_analysis: ") and "Traceback" not in wrong.stderr
+
+
 def ordered_in(objects):
     return sorted(objects, key=lambda o: (o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
 

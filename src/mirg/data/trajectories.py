@@ -49,6 +49,8 @@ LIST_DETAILS = ("list", "box-list", "mark-list", "chain")
 TARGET_MARK = "(the target)"
 #: What ``chain`` writes after the label of an object an outline marks.
 OUTLINE_MARK = "outlined"
+#: The sentence of ``chain`` that names the target (where the cross-image decision is written).
+CHAIN_TARGET = "The target is the {label} in image {k}."
 SFT_FILE, RL_FILE, README_FILE = "sft.jsonl", "rl.jsonl", "README.md"
 #: IoU an answer's box must reach against the manifest's box for a trajectory to be kept.
 MIN_IOU = 0.5
@@ -391,7 +393,7 @@ def chain_steps(sample: Sample, opts: TrajectoryOptions, target: ObjectAnn | Non
     """
     k = sample.target.image
     label = target.label if target is not None else "object"
-    named = f"The target is the {label} in image {k}."
+    named = CHAIN_TARGET.format(label=label, k=k)
     if sample.objects is None:
         return [named]
     parts = [f"Image {i}: {labels_text(objects)}." for i, objects in enumerate(sample.objects, start=1)]
