@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="answer: only the target image named, then the answer; list: every object of every image "
                    "with its box, then the target image named; box-list: the same with each box before its "
                    "label; mark-list: the list with '(the target)' between the target's label and its box; "
-                   "brief: reference and target only; "
+                   "chain: each image's objects by label (the outlined one marked), 'The target is the X in image "
+                   "k.', then image k's objects with boxes and the target marked; brief: reference and target only; "
                    "full: every object of every image with its box (default: brief)")
     p.add_argument("--coords", choices=SPACES, default="pixel",
                    help="coordinate space of boxes in the text (default: pixel)")

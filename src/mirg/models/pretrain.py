@@ -4,9 +4,11 @@ Real MIRG-RL starts from a pretrained VLM that already perceives and grounds sin
 downloadable weights, the project makes its own small base: a tiny model of the chosen family, trained
 with SFT on the synthetic ``perception`` family only (never the ten cross-image families, which are
 what MIRG-RL's two stages teach), with a curriculum: one object in one image, then scenes of up to four
-objects, then one to three images, every stage answered at once (the box right after the image). It
-begins with a dense perception stage for the vision tower (`mirg model pretrain-vision`: every image token
-learns to say whether an object is there, what and where).
+objects, then several images (``--max-images``, default three), every stage written in one trajectory detail
+(``--detail``: answered at once, a list of every object, or a chain of label lists, the target named and its
+image listed with boxes) and given its share of the time (``--shares``). It begins with a dense perception
+stage for the vision tower (`mirg model pretrain-vision`: every image token learns to say whether an object
+is there, what and where).
 Every stage is an ordinary `mirg` command, so the model card can list exactly what was run. The stage
 output that localises best on a validation set is the one kept; a rerun of the same command continues
 an interrupted run (finished stages are not trained again).
