@@ -49,7 +49,7 @@ def test_demo_writes_trajectories_in_the_list_format_its_base_was_pretrained_on(
     from mirg.demo import DemoPlan, pretrained_detail, resolve_detail
     from mirg.models.registry import embedded_model_dir
 
-    assert pretrained_detail(embedded_model_dir()) == "mark-list"
+    assert pretrained_detail(embedded_model_dir()) == "chain"
     cases = {"box": '{"stages": [{"detail": "none"}, {"detail": "box-list"}]}', "answer": '{"stages": [{"detail": "answer"}]}',
              "broken": '{"stages": [', "empty": '{"stages": []}', "dict": '{"stages": {"a": 1}}', "list": "[1]"}
     for name, text in cases.items():

@@ -278,7 +278,7 @@ def recorded_options(folder: Path) -> dict[str, Any]:
     >>> from mirg.models.registry import embedded_model_dir
     >>> options = recorded_options(embedded_model_dir())
     >>> options["detail"], options["lm_layers"], options["freeze_vision"], options["word_targets"]
-    ('mark-list', 4, True, True)
+    ('chain', 4, True, True)
     """
     path = Path(folder) / "pretrain_summary.json"
     if not path.is_file():
@@ -305,7 +305,7 @@ def resolve_options(given: dict[str, Any], like: Path | None = None) -> dict[str
     >>> from mirg.models.registry import embedded_model_dir
     >>> options = resolve_options({"minutes": 90, "lm_layers": None}, embedded_model_dir())
     >>> options["minutes"], options["lm_layers"], options["detail"], options["size"]
-    (90, 4, 'mark-list', 's')
+    (90, 4, 'chain', 's')
     """
     start = recorded_options(like) if like is not None else OPTION_DEFAULTS
     options = {name: start[name] if given.get(name) is None else given[name] for name in OPTION_DEFAULTS}
