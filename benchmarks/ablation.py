@@ -14,6 +14,7 @@ Usage (the measurement in benchmarks/RESULTS.md):
     python benchmarks/ablation.py --out runs/ablation --seeds 0,1,2
     python benchmarks/ablation.py --out runs/ablation --variants sft_continued,sft_grpo   # the control and the method only
     python benchmarks/ablation.py --out runs/ablation_b --model DIR   # a base before it is shipped
+    python benchmarks/ablation.py --out runs/ablation_long --sft-minutes 20 --variants sft_continued,sft_grpo   # after a longer stage 1
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
 
 
 def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | None = None,
-             model: str = "embedded") -> dict[str, dict]:
+             model: str = "embedded", sft_minutes: float | None = None) -> dict[str, dict]:
     plan = DemoPlan(out=out / f"seed{seed}", seed=seed, model=model)
+    if sft_minutes is not None:
+        plan.sft_minutes = sft_minutes
     if detail is not None:
         plan.detail = detail
     base = str(resolve_model_path(plan.model))
@@ -98,7 +101,11 @@ def main() -> None:
     parser.add_argument("--model", default="embedded", help="the base: `embedded` (default) or a model folder")
     parser.add_argument("--detail", choices=DETAILS, help="trajectory detail (default: the demo's choice for the base)")
     parser.add_argument("--variants", help="comma-separated variants to run besides sft (default: all of them)")
+    parser.add_argument("--sft-minutes", type=float,
+                        help="stage 1's wall time (default: the demo's); longer asks whether GRPO adds more once SFT has levelled off")
     opts = parser.parse_args()
+    if opts.sft_minutes is not None and opts.sft_minutes <= 0:
+        parser.error(f"--sft-minutes must be positive, got {opts.sft_minutes}")
     seeds = [int(s) for s in opts.seeds.split(",")]
     only = None
     if opts.variants:
@@ -107,7 +114,7 @@ def main() -> None:
         if only - known:
             parser.error(f"unknown variant(s) {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}")
     try:
-        per_seed = {seed: run_seed(opts.out, seed, opts.detail, only, opts.model) for seed in seeds}
+        per_seed = {seed: run_seed(opts.out, seed, opts.detail, only, opts.model, opts.sft_minutes) for seed in seeds}
     except MirgError as exc:  # a folder started with another plan, a failed stage: one line, not a traceback
         sys.exit(f"ablation: {exc}")
     summary = aggregate(per_seed)
