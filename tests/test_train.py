@@ -194,6 +194,36 @@ def test_sft_completion_only_loss_equals_trls_loss_and_gradients(tiny, trajector
     assert len(logged["entropy"]) == len(logged["mean_token_accuracy"]) == 2  # the same metrics as TRL's, both times
 
 
+def test_sft_length_column_is_each_records_collated_length(tiny, trajectories, tmp_path):
+    """`group_by_length` sorts by a length the records do not carry: it must be the length the collator makes."""
+    from dataclasses import replace
+
+    from mirg.train.common import prepare_run
+    from mirg.train.config import SFTArguments, parse_arguments
+    from mirg.train.sft import add_length_column, build_sft_trainer
+
+    args = parse_arguments(SFTArguments, ["--model", str(tiny), "--data", str(trajectories), "--output_dir",
+                                          str(tmp_path / "o"), "--train_sampling_strategy", "group_by_length",
+                                          *QUIET], "sft")
+    setup = prepare_run(args, "sft")
+    dataset = add_length_column(setup.dataset, setup.processor)
+    trainer = build_sft_trainer(args, replace(setup, dataset=dataset))
+    lengths = dataset.with_format(None)["length"]
+    assert len(set(lengths)) > 1  # 2-4 images and answers of different lengths
+    for i, length in enumerate(lengths):
+        batch = trainer.data_collator([dataset[i]])
+        assert int(batch["attention_mask"].sum()) == length
+    assert add_length_column(dataset.remove_columns("length").add_column("length", [7] * len(dataset)),
+                             setup.processor).with_format(None)["length"] == [7] * len(dataset)  # its own is kept
+
+
+def test_sft_groups_batches_by_length(tiny, trajectories, tmp_path):
+    out = tmp_path / "grouped"
+    assert sft(tiny, trajectories, out, "--max_steps", "2", "--per_device_train_batch_size", "4",
+               "--train_sampling_strategy", "group_by_length", "--save_strategy", "no", *QUIET) == 0
+    assert state(out)["global_step"] == 2
+
+
 def test_sft_freeze_vision_keeps_the_vision_tower(tiny, trajectories, tmp_path):
     out = tmp_path / "frozen"
     assert sft(tiny, trajectories, out, "--max_steps", "2", "--save_strategy", "no", "--freeze_vision", *QUIET) == 0

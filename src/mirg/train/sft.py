@@ -6,6 +6,11 @@ from the images at that moment and masks the prompt, so the loss is on the assis
 On a CPU the loss is computed on the completion positions alone (:class:`CompletionLossSFTTrainer`): TRL's
 fused LM head scores only those positions where Triton runs (GPUs) and every position elsewhere, prompt and
 image tokens included, which is about a quarter of a tiny model's step on a CPU.
+
+``--train_sampling_strategy group_by_length`` (transformers' length-grouped sampler) batches records of
+similar length, so less of each batch is padding: records carry no token ids before the collator runs, so
+:func:`add_length_column` gives each an estimated length (its text tokens plus its images' tokens, measured
+on the first image) unless the data has a ``length`` column of its own.
 """
 
 from __future__ import annotations
@@ -35,6 +40,32 @@ def check_sft_options(args: SFTArguments) -> None:
         raise MirgError(f"max_length {args.max_length} is too short for image prompts (image tokens must fit)")
 
 
+LENGTH_SAMPLERS = ("group_by_length", "batch_rebalance")
+
+
+def image_token_count(processor, image) -> int:
+    """How many tokens the processor turns one image into (its image placeholder expanded)."""
+    token = getattr(processor, "image_token", None)
+    if token is None:
+        return 1
+    return len(processor(text=[token], images=[image], return_tensors=None)["input_ids"][0])
+
+
+def add_length_column(dataset, processor, column: str = "length"):
+    """``dataset`` with ``column``: each record's tokens, its chat-templated prompt and completion with every
+    image placeholder expanded to what the first record's first image costs (exact where images share a size).
+    Kept as it is if it has ``column``."""
+    if column in dataset.column_names:
+        return dataset
+    raw = dataset.with_format(None)
+    texts = [processor.apply_chat_template(p + c, tokenize=False) for p, c in zip(raw["prompt"], raw["completion"])]
+    text_tokens = [len(ids) for ids in processor.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    images = dataset[0]["images"]
+    extra = image_token_count(processor, images[0]) - 1 if images else 0
+    counts = [len(paths) for paths in raw["images"]]
+    return dataset.add_column(column, [t + extra * n for t, n in zip(text_tokens, counts)])
+
+
 def completion_loss_trainer_class():
     """TRL's SFTTrainer with the loss on the completion positions only, where TRL's fused head scores them all."""
     import torch
@@ -55,6 +86,13 @@ def completion_loss_trainer_class():
                     and inputs["labels"].device.type == "cpu" and self.compute_loss_func is None
                     and self.label_smoother is None and self.args.loss_type == "nll" and not self.aux_loss_enabled
                     and not is_peft_model(self.accelerator.unwrap_model(model)))
+
+        def _set_signature_columns_if_needed(self):
+            """Keep the length column a length-grouped sampler reads (TRL keeps only the conversation's)."""
+            super()._set_signature_columns_if_needed()
+            length = self.args.length_column_name
+            if self.args.train_sampling_strategy in LENGTH_SAMPLERS and length not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, length]
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if return_outputs or not self._completion_only(model, inputs):
@@ -101,6 +139,8 @@ def run_sft(args: SFTArguments) -> Path | dict:
     """Check, then (unless ``dry_run``) train and save; returns the output folder or the dry-run report."""
     check_sft_options(args)
     setup = prepare_run(args, "sft")
+    if args.train_sampling_strategy in LENGTH_SAMPLERS:
+        setup.dataset = add_length_column(setup.dataset, setup.processor, args.length_column_name)
     if args.dry_run:
         report = dry_run_report(args, setup)
         print_dry_run(report)
