@@ -215,6 +215,9 @@ def test_sft_length_column_is_each_records_collated_length(tiny, trajectories, t
         assert int(batch["attention_mask"].sum()) == length
     assert add_length_column(dataset.remove_columns("length").add_column("length", [7] * len(dataset)),
                              setup.processor).with_format(None)["length"] == [7] * len(dataset)  # its own is kept
+    with pytest.raises(MirgError, match="record 2: 'length' must be a non-negative whole number"):
+        add_length_column(dataset.remove_columns("length").add_column("length", [7, -1] + [7] * (len(dataset) - 2)),
+                          setup.processor)
 
 
 def test_sft_groups_batches_by_length(tiny, trajectories, tmp_path):

@@ -9,8 +9,8 @@ image tokens included, which is about a quarter of a tiny model's step on a CPU.
 
 ``--train_sampling_strategy group_by_length`` (transformers' length-grouped sampler) batches records of
 similar length, so less of each batch is padding: records carry no token ids before the collator runs, so
-:func:`add_length_column` gives each an estimated length (its text tokens plus its images' tokens, measured
-on the first image) unless the data has a ``length`` column of its own.
+:func:`add_length_column` gives each its chat-templated length with the images' tokens (what the first
+image costs, so exact where images share a size) unless the data has a ``length`` column of its own.
 """
 
 from __future__ import annotations
@@ -54,15 +54,21 @@ def image_token_count(processor, image) -> int:
 def add_length_column(dataset, processor, column: str = "length"):
     """``dataset`` with ``column``: each record's tokens, its chat-templated prompt and completion with every
     image placeholder expanded to what the first record's first image costs (exact where images share a size).
-    Kept as it is if it has ``column``."""
-    if column in dataset.column_names:
-        return dataset
+    Kept as it is if it has ``column`` (which must then hold a non-negative whole number for every record)."""
+    from mirg.errors import MirgError
+
     raw = dataset.with_format(None)
+    if column in dataset.column_names:
+        bad = next((i for i, v in enumerate(raw[column]) if not isinstance(v, int) or isinstance(v, bool) or v < 0), None)
+        if bad is not None:
+            raise MirgError(f"record {bad + 1}: {column!r} must be a non-negative whole number (the length to group "
+                            f"by), got {raw[column][bad]!r}")
+        return dataset
     texts = [processor.apply_chat_template(p + c, tokenize=False) for p, c in zip(raw["prompt"], raw["completion"])]
     text_tokens = [len(ids) for ids in processor.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    images = dataset[0]["images"]
-    extra = image_token_count(processor, images[0]) - 1 if images else 0
     counts = [len(paths) for paths in raw["images"]]
+    first = next((i for i, n in enumerate(counts) if n), None)
+    extra = 0 if first is None else image_token_count(processor, dataset[first]["images"][0]) - 1
     return dataset.add_column(column, [t + extra * n for t, n in zip(text_tokens, counts)])
 
 
@@ -140,7 +146,12 @@ def run_sft(args: SFTArguments) -> Path | dict:
     check_sft_options(args)
     setup = prepare_run(args, "sft")
     if args.train_sampling_strategy in LENGTH_SAMPLERS:
-        setup.dataset = add_length_column(setup.dataset, setup.processor, args.length_column_name)
+        from mirg.errors import MirgError
+
+        try:
+            setup.dataset = add_length_column(setup.dataset, setup.processor, args.length_column_name)
+        except MirgError as exc:
+            raise MirgError(f"{setup.data_file}: {exc}") from None
     if args.dry_run:
         report = dry_run_report(args, setup)
         print_dry_run(report)
