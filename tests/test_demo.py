@@ -31,6 +31,40 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     assert again.returncode == 0 and "$ mirg sft" not in again.stdout
 
 
+def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
+    """With step counts instead of minutes, a demo's stages train the same steps and give the same weights and
+    the same metrics however fast the machine runs; summary.json holds the command that repeats them."""
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    summaries = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        args = [sys.executable, "-m", "mirg", "demo", "--out", str(out), "--n-train", "40", "--n-test", "8",
+                "--sft-steps", "3", "--grpo-steps", "2"]
+        proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        summaries.append(json.loads((out / "summary.json").read_text()))
+        assert "--sft-steps 3 --grpo-steps 2" in proc.stdout
+    a, b = summaries
+    assert a["steps"] == b["steps"] == {"sft": 3, "sft_grpo": 2}
+    assert a["repeat"].startswith("mirg demo --out NEW_FOLDER --seed 0 --n-train 40 --n-test 8 --detail ")
+    assert a["repeat"].endswith("--sft-steps 3 --grpo-steps 2")
+    def measured(stages):  # every metric, without the folders each run names
+        return {stage: {k: v for k, v in m.items() if k not in ("model", "data")} for stage, m in stages.items()}
+
+    assert measured(a["stages"]) == measured(b["stages"]) and a["tasks"] == b["tasks"]
+    for stage in ("sft", "sft_grpo"):
+        assert (tmp_path / "a" / stage / "model.safetensors").read_bytes() == \
+            (tmp_path / "b" / stage / "model.safetensors").read_bytes()
+
+
+def test_demo_takes_minutes_or_steps_for_a_stage_not_both(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), "--sft-minutes", "1",
+                           "--sft-steps", "3"], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert proc.returncode == 2 and "--sft-minutes or --sft-steps, not both" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "d").exists()
+
+
 def assert_vision_kept(model_dir):
     """Both stages left the base's vision tower as it was, and trained the language model."""
     from safetensors.torch import load_file

@@ -36,6 +36,10 @@ class DemoPlan:
     n_test: int = 200
     sft_minutes: float = 6.0
     grpo_minutes: float = 3.0
+    #: A step count instead of the minutes: the stage trains exactly that many steps however fast the machine, so
+    #: a demo's stages can be repeated (``summary.json`` records the steps each took and the command to repeat it).
+    sft_steps: int | None = None
+    grpo_steps: int | None = None
     sft_lr: float = 1e-3  # SFT continued 24.8% against 22.2% at 5e-4 over three seeds (benchmarks/RESULTS.md)
     grpo_lr: float = 5e-5
     batch_size: int = 16
@@ -150,11 +154,19 @@ def vision_args(plan: DemoPlan) -> list[str]:
     return ["--freeze_vision"] if plan.freeze_vision else []
 
 
-def sft_args(plan: DemoPlan, model: str, out: Path, minutes: float, report: str = "tensorboard") -> list[str]:
-    """`mirg sft` for ``minutes`` from ``model`` on the training trajectories, in batches of similar length
-    (less padding: 607 steps in the demo's 6 minutes against 386 in random batches)."""
+def budget_args(minutes: float, steps: int | None) -> list[str]:
+    """A stage's length: ``steps`` optimizer steps where given, else as many as fit in ``minutes``."""
+    if steps is not None:
+        return ["--max_steps", str(steps)]
+    return ["--max_minutes", str(minutes), "--max_steps", "1000000"]
+
+
+def sft_args(plan: DemoPlan, model: str, out: Path, minutes: float, report: str = "tensorboard",
+             steps: int | None = None) -> list[str]:
+    """`mirg sft` for ``minutes`` (or ``steps``) from ``model`` on the training trajectories, in batches of
+    similar length (less padding: 607 steps in the demo's 6 minutes against 386 in random batches)."""
     return ["sft", "--model", model, "--data", str(plan.path("data", "trajectories")), "--output_dir", str(out),
-            "--max_minutes", str(minutes), "--max_steps", "1000000", "--learning_rate", str(plan.sft_lr),
+            *budget_args(minutes, steps), "--learning_rate", str(plan.sft_lr),
             "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "20",
             "--per_device_train_batch_size", str(plan.batch_size), "--save_strategy", "no", "--report_to", report,
             "--seed", str(plan.seed), "--logging_steps", "20", "--train_sampling_strategy", "group_by_length",
@@ -163,10 +175,10 @@ def sft_args(plan: DemoPlan, model: str, out: Path, minutes: float, report: str 
 
 def grpo_args(plan: DemoPlan, model: str, out: Path, rewards: str = "format,image,object",
               report: str = "tensorboard") -> list[str]:
-    """`mirg grpo` for the plan's stage-2 minutes from ``model`` with the named rewards (weights 1)."""
+    """`mirg grpo` for the plan's stage 2 (its minutes or steps) from ``model`` with the named rewards (weights 1)."""
     weights = ",".join("1" for _ in rewards.split(","))
     return ["grpo", "--model", model, "--data", str(plan.path("data", "trajectories")), "--output_dir", str(out),
-            "--max_minutes", str(plan.grpo_minutes), "--max_steps", "1000000", "--learning_rate", str(plan.grpo_lr),
+            *budget_args(plan.grpo_minutes, plan.grpo_steps), "--learning_rate", str(plan.grpo_lr),
             "--num_generations", str(plan.num_generations), "--per_device_train_batch_size",
             str(2 * plan.num_generations), "--rewards", rewards, "--reward_weights", weights,
             "--max_completion_length", str(plan.max_completion_length), "--save_strategy", "no", "--report_to",
@@ -177,7 +189,7 @@ def train_stages(plan: DemoPlan, base: str) -> dict[str, str]:
     """Stage 1 from the base, stage 2 from stage 1; returns the model folder of every stage."""
     sft_dir, grpo_dir = plan.path("sft"), plan.path("sft_grpo")
     if not (sft_dir / "trainer_state.json").is_file():
-        run_mirg(sft_args(plan, base, sft_dir, plan.sft_minutes), plan.path("logs", "sft.txt"))
+        run_mirg(sft_args(plan, base, sft_dir, plan.sft_minutes, steps=plan.sft_steps), plan.path("logs", "sft.txt"))
     if not (grpo_dir / "trainer_state.json").is_file():
         run_mirg(grpo_args(plan, str(sft_dir), grpo_dir), plan.path("logs", "grpo.txt"))
     return {"base": base, "sft": str(sft_dir), "sft_grpo": str(grpo_dir)}
@@ -211,12 +223,37 @@ def summary_table(metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def trained_steps(models: dict[str, str]) -> dict[str, int]:
+    """The optimizer steps each trained stage took (its ``trainer_state.json``)."""
+    steps = {}
+    for stage in ("sft", "sft_grpo"):
+        state = json.loads((Path(models[stage]) / "trainer_state.json").read_text(encoding="utf-8"))
+        steps[stage] = int(state["global_step"])
+    return steps
+
+
+def repeat_command(plan: DemoPlan, steps: dict[str, int]) -> str:
+    """The `mirg demo` that trains these stages again for the same number of steps, on any machine."""
+    parts = ["mirg", "demo", "--out", "NEW_FOLDER", "--seed", str(plan.seed)]
+    if plan.model != "embedded":
+        parts += ["--model", plan.model]
+    for flag, value, default in (("--n-train", plan.n_train, DemoPlan.n_train),
+                                 ("--n-test", plan.n_test, DemoPlan.n_test)):
+        if value != default:
+            parts += [flag, str(value)]
+    parts += ["--detail", str(plan.detail)] + ([] if plan.freeze_vision else ["--train-vision"])
+    return " ".join(parts + ["--sft-steps", str(steps["sft"]), "--grpo-steps", str(steps["sft_grpo"])])
+
+
 def write_summary(plan: DemoPlan, models: dict[str, str], metrics: dict[str, dict[str, Any]], wall_s: float) -> dict:
+    steps = trained_steps(models)
     summary = {
         "seed": plan.seed,
         "wall_s": round(wall_s, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "final_model": models["sft_grpo"],
+        "steps": steps,
+        "repeat": repeat_command(plan, steps),
         "stages": {stage: metrics[stage]["overall"] for stage in STAGES},
         "tasks": {stage: metrics[stage]["tasks"] for stage in ("sft", "sft_grpo")},
         "plan": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(plan).items()},
@@ -245,4 +282,5 @@ def run_demo(plan: DemoPlan) -> dict:
     print("\n" + summary_table(metrics))
     print(f"\nwall {summary['wall_s']:.0f} s, peak memory {summary['peak_rss_mib']:.0f} MiB; "
           f"report: {plan.path('report.html')}")
+    print(f"the same stages again, for the same number of steps on any machine: {summary['repeat']}")
     return summary

@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sft-minutes", type=float, help=f"stage-1 (SFT) wall time in minutes (default {d.sft_minutes:g})")
     p.add_argument("--grpo-minutes", type=float,
                    help=f"stage-2 (GRPO) wall time in minutes (default {d.grpo_minutes:g})")
+    p.add_argument("--sft-steps", type=int,
+                   help="train stage 1 for exactly this many steps instead of --sft-minutes (summary.json records "
+                   "the steps a demo took and the command that repeats them)")
+    p.add_argument("--grpo-steps", type=int, help="train stage 2 for exactly this many steps instead of --grpo-minutes")
     p.add_argument("--n-train", type=int, help=f"training samples (default {d.n_train})")
     p.add_argument("--n-test", type=int, help=f"held-out test samples (default {d.n_test})")
     from mirg.data.trajectories import DETAILS
@@ -42,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
     from mirg.errors import MirgError
 
     plan = DemoPlan(out=Path(args.out), seed=args.seed, model=args.model)
+    for stage in ("sft", "grpo"):
+        if getattr(args, f"{stage}_minutes") is not None and getattr(args, f"{stage}_steps") is not None:
+            raise MirgError(f"give --{stage}-minutes or --{stage}-steps, not both")
     for name, value in (("sft_minutes", args.sft_minutes), ("grpo_minutes", args.grpo_minutes), ("n_train", args.n_train),
-                        ("n_test", args.n_test)):
+                        ("n_test", args.n_test), ("sft_steps", args.sft_steps), ("grpo_steps", args.grpo_steps)):
         if value is not None:
             if value <= 0:
                 raise MirgError(f"--{name.replace('_', '-')} must be positive, got {value}")
