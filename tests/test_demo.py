@@ -48,6 +48,7 @@ def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
     assert a["steps"] == b["steps"] == {"sft": 3, "sft_grpo": 2}
     assert a["repeat"].startswith("mirg demo --out NEW_FOLDER --seed 0 --n-train 40 --n-test 8 --detail ")
     assert a["repeat"].endswith("--sft-steps 3 --grpo-steps 2")
+
     def measured(stages):  # every metric, without the folders each run names
         return {stage: {k: v for k, v in m.items() if k not in ("model", "data")} for stage, m in stages.items()}
 
