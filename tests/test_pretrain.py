@@ -64,7 +64,7 @@ def test_word_targets_score_colour_and_shape_against_the_word_embeddings():
 
 def test_pretrain_tiny_runs_end_to_end(tmp_path):
     out = tmp_path / "base"
-    args = ("--minutes", "1", "--vision-minutes", "0.2", "--size", "xs", "--eval-samples", "12")
+    args = ("--minutes", "1", "--vision-minutes", "0.2", "--size", "xs", "--eval-samples", "12", "--cooldown", "0.5")
     proc = mirg("model", "pretrain-tiny", "--out", str(out), *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "pretrain_summary.json").read_text())
@@ -82,7 +82,13 @@ def test_pretrain_tiny_runs_end_to_end(tmp_path):
     assert f"mirg model pretrain-tiny --out {out} --minutes 1 --seed 0 --family qwen3_vl --size xs --vision-minutes 0.2 " \
            "--eval-samples 12 --detail answer" in card
     assert recorded_options(out) == {**OPTION_DEFAULTS, "minutes": 1, "size": "xs", "vision_minutes": 0.2,
-                                     "eval_samples": 12}
+                                     "eval_samples": 12, "cooldown": 0.5}
+    # Only the last stage cools down, its learning rate falling to zero where it ends.
+    assert [s.get("cooldown") for s in summary["stages"]] == [None, 0.0, 0.0, 0.5] and "--cooldown 0.5" in card
+    last = json.loads((out / "work" / "stages" / "3_several-images" / "trainer_state.json").read_text())
+    rates = [h["learning_rate"] for h in last["log_history"] if "learning_rate" in h]
+    assert len(rates) >= 2 and rates[-1] < rates[-2] < 1e-3, rates  # falling at the end (it stays at 1e-3 without)
+    assert "falling linearly to zero over the last stage's final 50%" in card
     assert not any(s["resumed"] for s in summary["stages"]) and "total with data and evaluation" in card
     assert resolve_model_path(out) == out and (out / "model.safetensors").is_file()
 

@@ -143,6 +143,38 @@ def test_sft_stops_at_the_wall_clock_budget_and_still_saves(tiny, trajectories, 
     assert "'loss'" in captured.out  # and the logs still show
 
 
+def logged_rates(folder: Path) -> list[float]:
+    return [h["learning_rate"] for h in state(folder)["log_history"] if "learning_rate" in h]
+
+
+def test_sft_cooldown_by_steps_takes_the_rate_linearly_to_zero(tiny, trajectories, tmp_path):
+    out = tmp_path / "cool"
+    assert sft(tiny, trajectories, out, "--max_steps", "8", "--lr_cooldown", "0.5", "--learning_rate", "1e-3",
+               "--lr_scheduler_type", "constant", *QUIET) == 0
+    # the rate each step trained with: constant for the first half, then falling by a quarter a step
+    assert logged_rates(out) == pytest.approx([1e-3] * 5 + [7.5e-4, 5e-4, 2.5e-4])
+
+
+def test_sft_cooldown_under_a_time_budget_is_repeated_by_its_step_count(tiny, trajectories, tmp_path):
+    timed, stepped = tmp_path / "timed", tmp_path / "stepped"
+    assert sft(tiny, trajectories, timed, "--max_steps", "100000", "--max_minutes", "0.1", "--lr_cooldown", "0.5",
+               "--learning_rate", "1e-3", "--lr_scheduler_type", "constant", *QUIET) == 0
+    rates, steps = logged_rates(timed), state(timed)["global_step"]
+    start = rates.index(next(r for r in rates if r < 1e-3)) - 1  # the step the cool-down began after
+    assert steps == round(start / 0.5)  # it ends where the pace predicted, its last step at the lowest rate
+    assert rates[-1] == pytest.approx(1e-3 / (steps - start))
+    assert sft(tiny, trajectories, stepped, "--max_steps", str(steps), "--lr_cooldown", "0.5", "--learning_rate",
+               "1e-3", "--lr_scheduler_type", "constant", *QUIET) == 0
+    assert logged_rates(stepped) == rates
+    a, b = load_file(timed / "model.safetensors"), load_file(stepped / "model.safetensors")
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_sft_cooldown_outside_zero_to_one_is_refused(tiny, trajectories, tmp_path, capsys):
+    assert sft(tiny, trajectories, tmp_path / "o", "--max_steps", "2", "--lr_cooldown", "1", *QUIET) == 2
+    assert "--lr_cooldown is a fraction" in capsys.readouterr().err
+
+
 def test_sft_loss_is_on_the_assistant_turn_only(tiny, trajectories, tmp_path):
     from mirg.train.common import prepare_run
     from mirg.train.config import SFTArguments, parse_arguments

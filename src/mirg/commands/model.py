@@ -102,6 +102,9 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
                       "several-images stages (default 35,35,15)")
     tiny.add_argument("--max-images", type=int, default=None, metavar="N",
                       help="most images per sample in the several-images stage, 1..6 (default 3)")
+    tiny.add_argument("--cooldown", type=float, default=None, metavar="F",
+                      help="the last stage's learning rate falls linearly to zero over its last fraction F "
+                      "(`mirg sft --lr_cooldown`; default 0: constant to the end)")
     tiny.set_defaults(func=run_pretrain_tiny)
 
 
@@ -135,7 +138,7 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
     plan = PretrainPlan(out=Path(args.out), minutes=opts["minutes"], seed=opts["seed"], family=opts["family"],
                         size=opts["size"], eval_samples=opts["eval_samples"],
                         stages=curriculum(opts["detail"], opts["shares"], opts["max_images"]),
-                        shares=opts["shares"], max_images=opts["max_images"],
+                        shares=opts["shares"], max_images=opts["max_images"], cooldown=opts["cooldown"],
                         rope_theta=opts["rope_theta"], lm_layers=opts["lm_layers"], vision_minutes=opts["vision_minutes"],
                         vision_extra=["--word-targets"] if opts["word_targets"] else [],
                         extra=["--freeze_vision"] if opts["freeze_vision"] else [], select=opts["select"])

@@ -59,6 +59,12 @@ def described_text(summary: dict[str, Any], listing: dict[str, Any]) -> str:
             f"(of the labels it names, {_pct(listing.get('described_precision'))} are right); ")
 
 
+def _cooldown(plan: dict[str, Any]) -> str:
+    """How the learning rate ends, where the plan cools it down."""
+    fraction = float(plan.get("cooldown", 0.0))
+    return f", falling linearly to zero over the last stage's final {fraction:.0%}" if fraction else ""
+
+
 def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
     """README.md: architecture, parameters, data and stages, wall time, metrics and the exact command."""
     plan, metrics = summary["plan"], summary["metrics"]
@@ -74,7 +80,7 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         f"- Architecture: {_config_line(folder)}",
         f"- Parameters: {_parameters(folder):,}",
         f"- Images: {plan['image_size']} px; boxes written as the family's coordinates (see `mirg model info`).",
-        f"- Seed {plan['seed']}; learning rate {plan['learning_rate']}; batch {plan['batch_size']}.",
+        f"- Seed {plan['seed']}; learning rate {plan['learning_rate']}{_cooldown(plan)}; batch {plan['batch_size']}.",
         "",
         "## Stages",
         "",

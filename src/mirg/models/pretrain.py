@@ -110,6 +110,7 @@ class PretrainPlan:
     select: str = "best"  # which stage output becomes the model: see select_stage
     shares: str = DEFAULT_SHARES  # the curriculum stages' relative shares of the time (see curriculum)
     max_images: int = DEFAULT_MAX_IMAGES  # most images in the several-images stage
+    cooldown: float = 0.0  # the last stage's learning rate falls linearly to zero over this fraction of it
     image_size: int = 112
     learning_rate: float = 1e-3
     batch_size: int = 8
@@ -163,22 +164,26 @@ def make_stage_data(plan: PretrainPlan, stage: Stage, coords: str, index: int) -
 
 
 def train_stage(plan: PretrainPlan, stage: Stage, model: Path, traj: Path, out: Path) -> dict[str, Any]:
-    """SFT for the stage's share of the time; returns what the card reports about it."""
+    """SFT for the stage's share of the time (the last stage with the plan's cool-down); returns what the card
+    reports about it."""
     start = time.monotonic()
     resumed = (out / "trainer_state.json").is_file()
+    cooldown = plan.cooldown if stage == plan.stages[-1] else 0.0
     if not resumed:
         run_mirg(["sft", "--model", str(model), "--data", str(traj), "--output_dir", str(out),
                   "--max_minutes", str(stage_minutes(plan, stage)), "--max_steps", "1000000",
                   "--learning_rate", str(plan.learning_rate), "--lr_scheduler_type", "constant_with_warmup",
                   "--warmup_steps", "20", "--per_device_train_batch_size", str(plan.batch_size),
-                  "--logging_steps", "50", "--save_strategy", "no", "--report_to", "tensorboard",
-                  "--seed", str(plan.seed), *plan.extra], plan.work("logs", f"sft_{stage.name}.txt"))
+                  "--logging_steps", "10", "--save_strategy", "no", "--report_to", "tensorboard",
+                  "--seed", str(plan.seed), "--lr_cooldown", str(cooldown), *plan.extra],
+                 plan.work("logs", f"sft_{stage.name}.txt"))
     state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
     losses = [row["loss"] for row in state["log_history"] if "loss" in row]
     runtime = [row["train_runtime"] for row in state["log_history"] if "train_runtime" in row]
     return {"stage": stage.name, **asdict(stage), "minutes": stage_minutes(plan, stage), "steps": state["global_step"],
             "samples": state["global_step"] * plan.batch_size, "final_loss": losses[-1] if losses else None,
-            "wall_s": round(runtime[-1] if runtime else time.monotonic() - start, 1), "resumed": resumed}
+            "wall_s": round(runtime[-1] if runtime else time.monotonic() - start, 1), "resumed": resumed,
+            "cooldown": cooldown}
 
 
 def vision_stage(plan: PretrainPlan, init: Path) -> tuple[Path, bool]:
@@ -267,7 +272,7 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
 OPTION_DEFAULTS: dict[str, Any] = {
     "minutes": 60.0, "seed": 0, "family": "qwen3_vl", "size": "s", "rope_theta": None, "lm_layers": None,
     "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False, "detail": "answer",
-    "select": "best", "shares": DEFAULT_SHARES, "max_images": DEFAULT_MAX_IMAGES,
+    "select": "best", "shares": DEFAULT_SHARES, "max_images": DEFAULT_MAX_IMAGES, "cooldown": 0.0,
 }
 
 
@@ -292,7 +297,8 @@ def recorded_options(folder: Path) -> dict[str, Any]:
                    "freeze_vision": "--freeze_vision" in plan["extra"],
                    "word_targets": "--word-targets" in plan["vision_extra"], "detail": str(last["detail"]),
                    "select": str(plan.get("select", "best")), "shares": str(plan.get("shares", DEFAULT_SHARES)),
-                   "max_images": int(plan.get("max_images", DEFAULT_MAX_IMAGES))}
+                   "max_images": int(plan.get("max_images", DEFAULT_MAX_IMAGES)),
+                   "cooldown": float(plan.get("cooldown", 0.0))}
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise MirgError(f"{path}: not a pretrain-tiny summary ({type(exc).__name__}: {exc})") from None
     return options
@@ -315,6 +321,8 @@ def resolve_options(given: dict[str, Any], like: Path | None = None) -> dict[str
     parse_shares(options["shares"])
     if not 1 <= options["max_images"] <= 6:
         raise MirgError(f"--max-images must be 1..6, got {options['max_images']}")
+    if not 0 <= options["cooldown"] < 1:
+        raise MirgError(f"--cooldown is a fraction of the last stage from 0 (off) to below 1, got {options['cooldown']}")
     vision = options["vision_minutes"]
     if vision is not None and not 0 < vision < options["minutes"]:
         source = f" (from --like {like})" if given.get("vision_minutes") is None else ""
@@ -328,7 +336,7 @@ def explicit_command(out: Path, options: dict[str, Any]) -> str:
     so that it rebuilds the model whatever later defaults or ``--like`` models say).
 
     >>> explicit_command(Path("b"), {**OPTION_DEFAULTS, "lm_layers": 4, "freeze_vision": True})
-    'mirg model pretrain-tiny --out b --minutes 60 --seed 0 --family qwen3_vl --size s --lm-layers 4 --eval-samples 200 --freeze-vision --detail answer --select best --shares 35,35,15 --max-images 3'
+    'mirg model pretrain-tiny --out b --minutes 60 --seed 0 --family qwen3_vl --size s --lm-layers 4 --eval-samples 200 --freeze-vision --detail answer --select best --shares 35,35,15 --max-images 3 --cooldown 0'
     """
     import shlex
 

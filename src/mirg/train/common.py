@@ -175,11 +175,68 @@ def save_final(trainer, setup: RunSetup, output_dir: str) -> Path:
     return out
 
 
-def wall_clock_callback(minutes: float, show_progress: bool):
+class LinearCooldown:
+    """The learning rate falling linearly to zero from step ``start`` to step ``end``, on top of the
+    trainer's schedule: the rate after step s >= ``start`` is the schedule's times (end - s) / (end - start).
+
+    >>> cool = LinearCooldown(); cool.begin(70, 100)
+    >>> [round(cool.factor(s), 2) for s in (0, 69, 70, 85, 99, 100)]
+    [1.0, 1.0, 1.0, 0.5, 0.03, 0.0]
+    """
+
+    def __init__(self):
+        self.start: int | None = None
+        self.end: int | None = None
+
+    def begin(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+
+    def factor(self, step: int) -> float:
+        if self.start is None or step < self.start or self.end <= self.start:
+            return 1.0
+        return max(0.0, (self.end - step) / (self.end - self.start))
+
+    def wrap(self, scheduler) -> None:
+        """Multiply every rule of ``scheduler`` (a ``LambdaLR``, as every transformers schedule is) by
+        :meth:`factor`."""
+        rules = getattr(scheduler, "lr_lambdas", None)
+        if rules is None:
+            raise MirgError(f"--lr_cooldown needs a transformers learning-rate schedule, got {type(scheduler).__name__}")
+        scheduler.lr_lambdas = [lambda step, rule=rule: rule(step) * self.factor(step) for rule in rules]
+
+
+def cooldown_start(fraction: float, end: int) -> int:
+    """The step a cool-down over the last ``fraction`` of ``end`` steps begins at.
+
+    >>> cooldown_start(0.3, 523), round(366 / (1 - 0.3))
+    (366, 523)
+    """
+    return round((1 - fraction) * end)
+
+
+def step_cooldown_callback(fraction: float):
+    """A callback for a run of a known step count: the learning rate falls linearly to zero over its last
+    ``fraction`` of steps."""
+    from transformers import TrainerCallback
+
+    class StepCooldown(TrainerCallback):
+        def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+            cool = LinearCooldown()
+            cool.begin(cooldown_start(fraction, state.max_steps), state.max_steps)
+            cool.wrap(lr_scheduler)
+
+    return StepCooldown()
+
+
+def wall_clock_callback(minutes: float, show_progress: bool, cooldown: float = 0.0):
     """A callback that ends training once ``minutes`` of wall time have passed since training began.
 
-    With ``show_progress`` it also draws the progress bar against the clock (the step count is open-ended
-    under a time budget, so a bar over steps would show a meaningless total) and prints the logs.
+    With ``cooldown`` (a fraction), the learning rate falls linearly to zero over the last part of the run:
+    at the first step s0 with ``cooldown`` of the time left, the run's end is set at step
+    N = round(s0 / (1 - cooldown)), the steps the pace so far predicts, and training ends there (so that
+    ``--max_steps N`` with the same cool-down repeats it; a cool-down taking twice its share of the time is cut
+    at that point). With ``show_progress`` it also draws the progress bar against the clock (the step count is
+    open-ended under a time budget, so a bar over steps would show a meaningless total) and prints the logs.
     """
     import time
 
@@ -189,9 +246,12 @@ def wall_clock_callback(minutes: float, show_progress: bool):
     class WallClockBudget(TrainerCallback):
         bar = None
 
-        def on_train_begin(self, args, state, control, **kwargs):
+        def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
             self.start = time.monotonic()
             self.deadline = self.start + 60.0 * minutes
+            self.cool = LinearCooldown()
+            if cooldown:
+                self.cool.wrap(lr_scheduler)
             if show_progress and state.is_local_process_zero:
                 self.bar = tqdm(total=round(60.0 * minutes), unit="s", desc=f"training ({minutes:g} min budget)",
                                 bar_format="{l_bar}{bar}| {n}/{total} s{postfix}")
@@ -203,7 +263,12 @@ def wall_clock_callback(minutes: float, show_progress: bool):
                 if elapsed > self.bar.n:  # at most one redraw a second, also into a log file
                     self.bar.set_postfix(step=state.global_step, refresh=False)
                     self.bar.update(elapsed - self.bar.n)
-            if now >= self.deadline:
+            if cooldown and self.cool.start is None and now >= self.deadline - 60.0 * minutes * cooldown:
+                self.cool.begin(state.global_step, round(state.global_step / (1 - cooldown)))
+            if self.cool.start is not None:
+                if state.global_step >= self.cool.end or now >= self.deadline + 60.0 * minutes * cooldown:
+                    control.should_training_stop = True
+            elif now >= self.deadline:
                 control.should_training_stop = True
             return control
 
@@ -227,6 +292,8 @@ def train_and_save(trainer, setup: RunSetup, args) -> Path:
         show = not args.disable_tqdm
         if show:
             trainer.remove_callback(ProgressCallback)  # replaced by the bar against the clock
-        trainer.add_callback(wall_clock_callback(args.max_minutes, show))
+        trainer.add_callback(wall_clock_callback(args.max_minutes, show, getattr(args, "lr_cooldown", 0.0)))
+    elif getattr(args, "lr_cooldown", 0.0):
+        trainer.add_callback(step_cooldown_callback(args.lr_cooldown))
     trainer.train(resume_from_checkpoint=setup.resume_from)
     return save_final(trainer, setup, args.output_dir)

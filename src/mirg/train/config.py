@@ -39,6 +39,8 @@ class MirgArguments:
         max_samples: Use only the first N records of the data file.
         resume: Continue from the last checkpoint in ``output_dir``.
         dry_run: Check recipe, data and model folder, then stop before loading weights or training.
+        max_minutes: Stop training after this many minutes of wall time.
+        lr_cooldown: Fraction of the run at its end over which the learning rate falls linearly to zero.
     """
 
     model: str | None = field(
@@ -86,6 +88,13 @@ class MirgArguments:
         metadata={"help": "Stop training after this many minutes of wall time (then save as usual); "
                           "max_steps/epochs still set the learning-rate schedule."},
     )
+    lr_cooldown: float = field(
+        default=0.0,
+        metadata={"help": "Fraction of the run, at its end, over which the learning rate falls linearly to zero "
+                          "(on top of --lr_scheduler_type; 0: off). With --max_minutes it begins when that "
+                          "fraction of the time is left and lasts the steps the pace so far predicts; training "
+                          "ends with it, and --max_steps of that many steps repeats the run."},
+    )
 
     def __post_init__(self):
         if self.model is None:
@@ -96,6 +105,8 @@ class MirgArguments:
             raise MirgError(f"--max_samples must be at least 1, got {self.max_samples}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise MirgError(f"--max_minutes must be positive, got {self.max_minutes}")
+        if not 0 <= self.lr_cooldown < 1:
+            raise MirgError(f"--lr_cooldown is a fraction of the run from 0 (off) to below 1, got {self.lr_cooldown}")
         self.lora_target_modules = split_list(self.lora_target_modules)
         deferred = self._defer_gpu_only_options()
         super().__post_init__()
