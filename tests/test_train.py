@@ -173,6 +173,9 @@ def test_sft_cooldown_under_a_time_budget_is_repeated_by_its_step_count(tiny, tr
 def test_sft_cooldown_outside_zero_to_one_is_refused(tiny, trajectories, tmp_path, capsys):
     assert sft(tiny, trajectories, tmp_path / "o", "--max_steps", "2", "--lr_cooldown", "1", *QUIET) == 2
     assert "--lr_cooldown is a fraction" in capsys.readouterr().err
+    assert sft(tiny, trajectories, tmp_path / "o", "--max_steps", "2", "--lr_cooldown", "0.5", "--lr_scheduler_type",
+               "reduce_lr_on_plateau", "--eval_strategy", "steps", "--eval_steps", "1", *QUIET) == 2
+    assert "reduce_lr_on_plateau is not one" in capsys.readouterr().err
 
 
 def test_sft_loss_is_on_the_assistant_turn_only(tiny, trajectories, tmp_path):

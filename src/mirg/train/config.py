@@ -112,6 +112,9 @@ class MirgArguments:
         super().__post_init__()
         for name, value in deferred.items():  # reported by the dry run as run-time needs
             setattr(self, name, value)
+        schedule = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
+        if self.lr_cooldown and schedule == "reduce_lr_on_plateau":
+            raise MirgError("--lr_cooldown scales a schedule by step; reduce_lr_on_plateau is not one")
 
     def _defer_gpu_only_options(self) -> dict:
         """Without a GPU: mixed precision defaults to off, and a dry run checks a GPU recipe with it off.
