@@ -17,7 +17,7 @@ from mirg.errors import MirgError
 from mirg.geometry import CoordSpace
 from mirg.models import adapter_for, resolve_model_path, supported_families
 from mirg.models.tiny import SIZES, mrope_section
-from mirg.models.tokenizer import MAX_NUMBER_TOKEN, TAG_TOKENS, build_tokenizer
+from mirg.models.tokenizer import MAX_NUMBER_TOKEN, TAG_TOKENS, build_tokenizer, label_token_texts
 from mirg.prompts import user_message
 from mirg.rewards import build_rewards
 
@@ -66,6 +66,40 @@ def test_any_text_round_trips(qwen_tokenizer):
     text = "ünïcode 😀 tabs\tand\nnewlines {\"json\": [1.5, -3]} ~`§"
     ids = qwen_tokenizer.encode(text, add_special_tokens=False)
     assert qwen_tokenizer.decode(ids) == text
+
+
+def test_label_tokens_write_each_synthetic_label_as_one_token(qwen_tokenizer):
+    tokenizer = build_tokenizer("qwen", label_tokens=True)
+    assert len(tokenizer) == len(qwen_tokenizer) + len(label_token_texts()) == len(qwen_tokenizer) + 42
+    for text in label_token_texts():
+        assert len(tokenizer.encode(text, add_special_tokens=False)) == 1, text
+        assert len(qwen_tokenizer.encode(text, add_special_tokens=False)) == 2, text  # two words without them
+        for word in text.split():  # the words alone stay one token each (the vision stage scores against them)
+            assert tokenizer.tokenize(" " + word) == qwen_tokenizer.tokenize(" " + word)
+    chain = ("<think>Image 1: red circle outlined; blue star. The target is the red circle in image 1. In image 1: "
+             "red circle (the target) [152, 179, 438, 473]; blue star [1, 2, 3, 4].</think>")
+    ids = tokenizer.encode(chain, add_special_tokens=False)
+    assert tokenizer.decode(ids) == chain
+    assert ids.count(tokenizer.convert_tokens_to_ids(" red circle")) == 3
+    assert tokenizer.tokenize("a reddish circle")[-1] != " red circle"  # only the whole words, after a space
+
+
+def test_label_token_embeddings_start_as_the_mean_of_their_words(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "m"
+    assert main(["model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--out", str(out), "--label-tokens"]) == 0
+    assert json.loads((out / "tiny_model.json").read_text())["label_tokens"] is True
+    tokenizer = adapter_for(out).load_processor(out).tokenizer
+    weights = load_file(str(out / "model.safetensors"))
+    table = next(v for k, v in weights.items() if k.endswith("embed_tokens.weight"))
+    assert table.shape[0] == len(tokenizer)
+    ids = tokenizer.convert_tokens_to_ids
+    for text in (" red circle", " purple cross"):
+        colour, shape = (ids("Ġ" + w) for w in text.split())
+        assert torch.allclose(table[ids(text)], (table[colour] + table[shape]) / 2)
+        assert not torch.allclose(table[ids(text)], table[colour])
 
 
 def test_chat_template_prompt_is_a_prefix_of_prompt_and_completion(qwen_tokenizer):

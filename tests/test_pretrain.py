@@ -15,7 +15,7 @@ from mirg.answer import check_strict
 from mirg.cli import build_parser
 from mirg.errors import MirgError
 from mirg.models.pretrain import OPTION_DEFAULTS, explicit_command, recorded_options, resolve_options
-from mirg.models.registry import embedded_model_dir, resolve_model_path
+from mirg.models.registry import adapter_for, embedded_model_dir, resolve_model_path
 
 # Offline: nothing may come from a model hub.
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -64,7 +64,8 @@ def test_word_targets_score_colour_and_shape_against_the_word_embeddings():
 
 def test_pretrain_tiny_runs_end_to_end(tmp_path):
     out = tmp_path / "base"
-    args = ("--minutes", "1", "--vision-minutes", "0.2", "--size", "xs", "--eval-samples", "12", "--cooldown", "0.5")
+    args = ("--minutes", "1", "--vision-minutes", "0.2", "--size", "xs", "--eval-samples", "12", "--cooldown", "0.5",
+            "--label-tokens")
     proc = mirg("model", "pretrain-tiny", "--out", str(out), *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "pretrain_summary.json").read_text())
@@ -79,10 +80,14 @@ def test_pretrain_tiny_runs_end_to_end(tmp_path):
     card = (out / "README.md").read_text()
     assert "## Held-out evaluation" in card
     # The card's command sets every option, and --like reads them back from the summary.
-    assert f"mirg model pretrain-tiny --out {out} --minutes 1 --seed 0 --family qwen3_vl --size xs --vision-minutes 0.2 " \
-           "--eval-samples 12 --detail answer" in card
+    assert f"mirg model pretrain-tiny --out {out} --minutes 1 --seed 0 --family qwen3_vl --size xs --label-tokens " \
+           "--vision-minutes 0.2 --eval-samples 12 --detail answer" in card
     assert recorded_options(out) == {**OPTION_DEFAULTS, "minutes": 1, "size": "xs", "vision_minutes": 0.2,
-                                     "eval_samples": 12, "cooldown": 0.5}
+                                     "eval_samples": 12, "cooldown": 0.5, "label_tokens": True}
+    # The labels stay one token each in the trained model's own tokenizer, and the card says so.
+    tokenizer = adapter_for(out).load_processor(out).tokenizer
+    assert len(tokenizer.encode(" red circle", add_special_tokens=False)) == 1
+    assert "(each colour-and-shape label one token)" in card
     # Only the last stage cools down, its learning rate falling to zero where it ends.
     assert [s.get("cooldown") for s in summary["stages"]] == [None, 0.0, 0.0, 0.5] and "--cooldown 0.5" in card
     last = json.loads((out / "work" / "stages" / "3_several-images" / "trainer_state.json").read_text())

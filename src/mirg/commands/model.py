@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="base of the language model's rotary frequencies (default: 10000)")
     p.add_argument("--lm-layers", type=int, default=None, metavar="N",
                    help="language model layers (default: the size preset's: xs 2, s 2, m 4)")
+    p.add_argument("--label-tokens", action="store_true",
+                   help="one token per colour-and-shape label of the synthetic images (' red circle'), started at "
+                   "the mean of its two words' embeddings (default: each word its own token)")
     p.set_defaults(func=run_init_tiny)
     info = model_sub.add_parser(
         "info", help="family, coordinate space and pixel limits of a model folder",
@@ -78,6 +81,9 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
                       help="base of the language model's rotary frequencies (default: 10000; see init-tiny)")
     tiny.add_argument("--lm-layers", type=int, default=None, metavar="N",
                       help="language model layers (default: the size preset's; see init-tiny)")
+    tiny.add_argument("--label-tokens", action="store_true", default=None,
+                      help="one token per colour-and-shape label (see init-tiny): the chain's mark then compares one "
+                      "token, where with two words it follows the shape alone")
     tiny.add_argument("--freeze-vision", action="store_true", default=None,
                       help="keep the vision tower as the dense vision stage left it during the curriculum stages "
                       "(SFT through a few coordinate tokens otherwise wears away the colour and shape it learnt)")
@@ -140,6 +146,7 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
                         stages=curriculum(opts["detail"], opts["shares"], opts["max_images"]),
                         shares=opts["shares"], max_images=opts["max_images"], cooldown=opts["cooldown"],
                         rope_theta=opts["rope_theta"], lm_layers=opts["lm_layers"], vision_minutes=opts["vision_minutes"],
+                        label_tokens=opts["label_tokens"],
                         vision_extra=["--word-targets"] if opts["word_targets"] else [],
                         extra=["--freeze_vision"] if opts["freeze_vision"] else [], select=opts["select"])
     summary = run_pretrain(plan, explicit_command(Path(args.out), opts))
@@ -153,7 +160,7 @@ def run_init_tiny(args: argparse.Namespace) -> int:
     from mirg.models.tiny import build_tiny
 
     summary = build_tiny(args.family, args.out, args.size, args.seed, rope_theta=args.rope_theta,
-                         lm_layers=args.lm_layers)
+                         lm_layers=args.lm_layers, label_tokens=args.label_tokens)
     print(json.dumps(summary))
     return 0
 

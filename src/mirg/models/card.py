@@ -65,6 +65,11 @@ def _cooldown(plan: dict[str, Any]) -> str:
     return f", falling linearly to zero over the last stage's final {fraction:.0%}" if fraction else ""
 
 
+def _labels(plan: dict[str, Any]) -> str:
+    """How labels are tokenized, where each is one token."""
+    return " (each colour-and-shape label one token)" if plan.get("label_tokens") else ""
+
+
 def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
     """README.md: architecture, parameters, data and stages, wall time, metrics and the exact command."""
     plan, metrics = summary["plan"], summary["metrics"]
@@ -77,7 +82,7 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         "pretrained VLM that MIRG-RL starts from: it is trained to perceive and ground objects in the synthetic "
         "images, and has never seen the ten cross-image task families (those are what SFT + GRPO teach).",
         "",
-        f"- Architecture: {_config_line(folder)}",
+        f"- Architecture: {_config_line(folder)}{_labels(plan)}",
         f"- Parameters: {_parameters(folder):,}",
         f"- Images: {plan['image_size']} px; boxes written as the family's coordinates (see `mirg model info`).",
         f"- Seed {plan['seed']}; learning rate {plan['learning_rate']}{_cooldown(plan)}; batch {plan['batch_size']}.",

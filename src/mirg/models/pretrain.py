@@ -106,6 +106,7 @@ class PretrainPlan:
     size: str = "s"
     rope_theta: float | None = None  # None: the size preset's
     lm_layers: int | None = None  # None: the size preset's
+    label_tokens: bool = False  # one token per synthetic label (init-tiny --label-tokens)
     vision_minutes: float | None = None  # None: VISION_STAGE's share of ``minutes``
     select: str = "best"  # which stage output becomes the model: see select_stage
     shares: str = DEFAULT_SHARES  # the curriculum stages' relative shares of the time (see curriculum)
@@ -271,7 +272,7 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
 #: nor ``--like`` sets them.
 OPTION_DEFAULTS: dict[str, Any] = {
     "minutes": 60.0, "seed": 0, "family": "qwen3_vl", "size": "s", "rope_theta": None, "lm_layers": None,
-    "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False, "detail": "answer",
+    "label_tokens": False, "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False, "detail": "answer",
     "select": "best", "shares": DEFAULT_SHARES, "max_images": DEFAULT_MAX_IMAGES, "cooldown": 0.0,
 }
 
@@ -293,7 +294,7 @@ def recorded_options(folder: Path) -> dict[str, Any]:
         plan, last = summary["plan"], summary["stages"][-1]
         options = {"minutes": float(plan["minutes"]), "seed": int(plan["seed"]), "family": str(plan["family"]),
                    "size": str(plan["size"]), "rope_theta": plan.get("rope_theta"), "lm_layers": plan.get("lm_layers"),
-                   "vision_minutes": plan.get("vision_minutes"), "eval_samples": int(plan["eval_samples"]),
+                   "label_tokens": bool(plan.get("label_tokens", False)), "vision_minutes": plan.get("vision_minutes"), "eval_samples": int(plan["eval_samples"]),
                    "freeze_vision": "--freeze_vision" in plan["extra"],
                    "word_targets": "--word-targets" in plan["vision_extra"], "detail": str(last["detail"]),
                    "select": str(plan.get("select", "best")), "shares": str(plan.get("shares", DEFAULT_SHARES)),
@@ -362,8 +363,9 @@ def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     if not (init / "config.json").is_file():
         theta = [] if plan.rope_theta is None else ["--rope-theta", str(plan.rope_theta)]
         layers = [] if plan.lm_layers is None else ["--lm-layers", str(plan.lm_layers)]
+        labels = ["--label-tokens"] if plan.label_tokens else []
         run_mirg(["model", "init-tiny", "--family", plan.family, "--size", plan.size, "--seed", str(plan.seed),
-                  "--out", str(init), *theta, *layers], plan.work("logs", "init.txt"), quiet=True)
+                  "--out", str(init), *theta, *layers, *labels], plan.work("logs", "init.txt"), quiet=True)
     coords = adapter_for(init).coords
     model, resumed = vision_stage(plan, init)
     vision = json.loads((model / "vision_stage.json").read_text(encoding="utf-8"))

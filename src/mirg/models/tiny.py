@@ -199,6 +199,24 @@ def init_number_embeddings(model, tokenizer) -> int:
     return len(ids)
 
 
+def init_label_embeddings(model, tokenizer) -> int:
+    """Start every label token (`` red circle``) at the mean of its colour's and its shape's word embeddings,
+    so that it begins as what its two words mean; returns how many were set."""
+    import torch
+
+    from mirg.models.tokenizer import label_token_texts
+
+    weight = model.get_input_embeddings().weight
+    texts = label_token_texts()
+    with torch.no_grad():
+        for text in texts:
+            words = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(" " + w)) for w in text.split()]
+            if any(len(ids) != 1 for ids in words):
+                raise MirgError(f"the tokenizer does not write each word of {text.strip()!r} as one token")
+            weight[tokenizer.convert_tokens_to_ids(text)] = weight[[ids[0] for ids in words]].mean(dim=0)
+    return len(texts)
+
+
 def grid_position_embeddings(side: int, dim: int, rms: float = 0.5):
     """2-D sine/cosine features of a ``side`` x ``side`` grid (row-major), ``dim`` wide, of RMS ``rms``.
 
@@ -298,9 +316,10 @@ def size_preset(size: str, rope_theta: float | None = None, lm_layers: int | Non
 
 
 def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0, rope_theta: float | None = None,
-               lm_layers: int | None = None) -> dict:
+               lm_layers: int | None = None, label_tokens: bool = False) -> dict:
     """Build, save and describe a tiny model of ``family``; returns a summary (params, vocab, folder).
-    ``rope_theta`` and ``lm_layers`` override the size preset's rotary base and language-model depth."""
+    ``rope_theta`` and ``lm_layers`` override the size preset's rotary base and language-model depth;
+    ``label_tokens`` gives every synthetic label one token (see :func:`mirg.models.tokenizer.build_tokenizer`)."""
     import torch
     from transformers import GenerationConfig
 
@@ -313,12 +332,14 @@ def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0, rop
     folder = Path(out)
     if folder.exists() and any(folder.iterdir()):
         raise MirgError(f"{folder} exists and is not empty; choose a new --out folder")
-    tokenizer = build_tokenizer("llava" if family == "llava" else "qwen")
+    tokenizer = build_tokenizer("llava" if family == "llava" else "qwen", label_tokens=label_tokens)
     ids = {"eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id}
     config = CONFIG_BUILDERS[family](preset, tokenizer, ids)
     torch.manual_seed(seed)
     model = adapter_for(family).model_class()(config)
     init_number_embeddings(model, tokenizer)
+    if label_tokens:
+        init_label_embeddings(model, tokenizer)
     init_vision_positions(model, family)
     model.generation_config = GenerationConfig(
         eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"], bos_token_id=None
@@ -328,7 +349,7 @@ def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0, rop
     build_processor(family, tokenizer).save_pretrained(str(folder))
     summary = {
         "family": family, "size": size, "seed": seed, "rope_theta": preset.rope_theta, "lm_layers": preset.layers,
-        "folder": str(folder),
+        "label_tokens": label_tokens, "folder": str(folder),
         "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
     }
     (folder / "tiny_model.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -4,7 +4,10 @@ The vocabulary is a byte-level BPE learnt from the project's own prompt and reas
 string still encodes (bytes are the fallback). Every integer 0-1000 is ONE ordinary token, so a box
 coordinate costs one token in every coordinate space. ``<think>``, ``</think>``, ``<answer>``,
 ``</answer>`` are ordinary added tokens (never special): TRL decodes completions with
-``skip_special_tokens=True`` before rewards see them, and special tags would vanish.
+``skip_special_tokens=True`` before rewards see them, and special tags would vanish. With
+``label_tokens``, every colour-and-shape label of the synthetic images, written after a space
+(`` red circle``), is one more ordinary token: a label is then one decision for the model to write and one
+token to compare with another (see :func:`label_token_texts`).
 
 >>> corpus = corpus_lines()
 >>> any("Think step by step" in line for line in corpus)
@@ -110,8 +113,21 @@ def train_tokenizer(specials: tuple[str, ...], vocab_size: int = 2000):
     return tokenizer
 
 
-def build_tokenizer(style: str = "qwen", vocab_size: int = 2000):
-    """A transformers fast tokenizer for ``style`` (``qwen`` or ``llava``) with its chat template."""
+def label_token_texts() -> list[str]:
+    """The synthetic images' labels as written after a space, one token each under ``label_tokens``.
+
+    >>> label_token_texts()[:2], len(label_token_texts())
+    ([' red circle', ' red square'], 42)
+    """
+    from mirg.data.synth_scene import KINDS
+
+    return [f" {colour} {shape}" for colour, shape in KINDS]
+
+
+def build_tokenizer(style: str = "qwen", vocab_size: int = 2000, label_tokens: bool = False):
+    """A transformers fast tokenizer for ``style`` (``qwen`` or ``llava``) with its chat template; with
+    ``label_tokens``, one ordinary token per synthetic label (:func:`label_token_texts`)."""
+    from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerFast
 
     specials = QWEN_SPECIALS if style == "qwen" else LLAVA_SPECIALS
@@ -126,4 +142,6 @@ def build_tokenizer(style: str = "qwen", vocab_size: int = 2000):
         extra_special_tokens=extra,
     )
     tokenizer.chat_template = CHAT_TEMPLATE if style == "qwen" else LLAVA_CHAT_TEMPLATE
+    if label_tokens:
+        tokenizer.add_tokens([AddedToken(text, special=False, normalized=False) for text in label_token_texts()])
     return tokenizer
