@@ -13,6 +13,8 @@ marked), reads each response of RUN/predictions.jsonl against the manifest in DI
   label_right     the decision names the target's colour and shape
   decided         both
   mark_on_target  the final list marks an entry whose box reaches IoU >= 0.5 with the target (target image)
+  mark_shape_only the one marked entry names another object of the target's shape (the colour differs)
+  mark_colour_only the one marked entry names another object of the target's colour (the shape differs)
   copied          the answer's box is, to the digit, the box after the mark
   correct         the answer names the target image and reaches IoU >= 0.5 (what acc@0.5 counts)
 
@@ -33,7 +35,8 @@ from run_reader import read_run, run_parser
 _NUM = r"(-?\d+(?:\.\d+)?)"
 _LABELS = re.compile(r"Image (\d+): ([^.\[]*)\.")  # "[": never a box list
 _FINAL = re.compile(r"In image (\d+): (.*)$", re.S)
-COLUMNS = ("n", "seen", "outline_seen", "image_right", "label_right", "decided", "mark_on_target", "copied", "correct")
+COLUMNS = ("n", "seen", "outline_seen", "image_right", "label_right", "decided", "mark_on_target", "mark_shape_only",
+           "mark_colour_only", "copied", "correct")
 
 
 def label_lists(think: str) -> dict[int, list[str]]:
@@ -87,6 +90,11 @@ def analyse(sample, response: str, space, counts: Counter) -> None:
     if final is not None and final[0] == k:
         size = sample.image_sizes[k - 1]
         marks = [box for _, box, marked in final[1] if marked]
+        labels = [label for label, _, marked in final[1] if marked]
+        if len(labels) == 1 and labels[0] != target.label:  # which half of the label the mark went by
+            (colour, shape), (want_colour, want_shape) = labels[0].split(), target.label.split()
+            counts["mark_shape_only"] += shape == want_shape
+            counts["mark_colour_only"] += colour == want_colour
         counts["mark_on_target"] += any(iou(clip_box(space.to_pixels(b, size), size), sample.target.bbox) >= 0.5
                                         for b in marks)
         counts["copied"] += answer is not None and tuple(float(v) for v in answer.bbox) in marks
@@ -115,7 +123,8 @@ def main() -> int:
             analyse(sample, responses[sample.id], space, per_task[sample.task])
     per_task = dict(sorted(per_task.items()))
     per_task["all"] = sum(per_task.values(), Counter())
-    print(markdown(per_task) if opts.markdown else json.dumps({t: dict(c) for t, c in per_task.items()}))
+    as_json = {t: {**dict.fromkeys(COLUMNS, 0), **c} for t, c in per_task.items()}  # zero counts too
+    print(markdown(per_task) if opts.markdown else json.dumps(as_json))
     return 0
 
 

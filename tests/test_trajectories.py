@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -232,6 +233,27 @@ def test_chain_analysis_reads_template_answers_as_perfect(tmp_path):
     for name in ("seen", "image_right", "label_right", "decided", "mark_on_target", "copied", "correct"):
         assert counts[name] == 40, (name, counts)
     assert counts["outline_seen"] == counts["outlined_samples"]
+    assert counts["mark_shape_only"] == counts["mark_colour_only"] == 0
+    # The mark moved to the target image's next entry: counted by the half of the label it shares.
+    moved, shape_only, colour_only = [], 0, 0
+    for r in read_jsonl(out / "sft.jsonl"):
+        text = completion_text(r)
+        head, final = text.split("In image ", 1)[0], "In image " + text.split("In image ", 1)[1]
+        entries = re.findall(r"([a-z]+ [a-z]+)( \(the target\))? \[", final)
+        at = next(i for i, (_, mark) in enumerate(entries) if mark)
+        if len(entries) > 1:
+            other = entries[(at + 1) % len(entries)][0]
+            final = final.replace(" (the target)", "").replace(f"{other} [", f"{other} (the target) [", 1)
+            (colour, shape), (want_colour, want_shape) = other.split(), entries[at][0].split()
+            shape_only += shape == want_shape
+            colour_only += colour == want_colour
+        moved.append(json.dumps({"id": r["id"], "response": head + final}) + "\n")
+    (run / "predictions.jsonl").write_text("".join(moved))
+    proc = subprocess.run([sys.executable, str(script), "--data", str(data), "--run", str(run)],
+                          capture_output=True, text=True, timeout=120)
+    counts = json.loads(proc.stdout)["all"]
+    assert shape_only + colour_only > 0 and counts["mark_on_target"] < 40
+    assert (counts["mark_shape_only"], counts["mark_colour_only"]) == (shape_only, colour_only)
     wrong = subprocess.run([sys.executable, str(script), "--data", str(tmp_path / "none"), "--run", str(run)],
                            capture_output=True, text=True, timeout=120)
     assert wrong.returncode == 2 and wrong.stderr.startswith("chain_analysis: ") and "Traceback" not in wrong.stderr
