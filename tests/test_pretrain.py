@@ -148,7 +148,7 @@ def test_pretrain_like_embedded_rebuilds_the_shipped_base_unless_told_otherwise(
     assert {k: v for k, v in explicit.items() if typed[k] is not None} == {k: v for k, v in typed.items() if v is not None}
     if like is None:  # what the typed command left to the defaults (with --like, the like-model's options fill it)
         assert {k: v for k, v in explicit.items() if typed[k] is None} == {
-            k: OPTION_DEFAULTS.get(k) for k, v in typed.items() if v is None}
+            k: None if OPTION_DEFAULTS.get(k) is False else OPTION_DEFAULTS.get(k) for k, v in typed.items() if v is None}
     with pytest.raises(MirgError, match="--vision-minutes must be above 0 and below --minutes"):
         resolve_options({"minutes": 2, "vision_minutes": 3})
 
