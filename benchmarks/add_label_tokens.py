@@ -21,12 +21,10 @@ def main() -> int:
     parser.add_argument("--model", required=True, help="model folder or `embedded`")
     parser.add_argument("--out", required=True, help="new folder for the model with label tokens")
     opts = parser.parse_args()
-    from tokenizers import AddedToken
-
     from mirg.errors import MirgError
     from mirg.models import adapter_for, resolve_model_path
     from mirg.models.tiny import init_label_embeddings
-    from mirg.models.tokenizer import label_token_texts
+    from mirg.models.tokenizer import add_label_tokens
 
     try:
         source, out = resolve_model_path(opts.model), Path(opts.out)
@@ -36,7 +34,7 @@ def main() -> int:
         processor, model = adapter.load_processor(source), adapter.load_model(source)
         tokenizer = processor.tokenizer
         before = len(tokenizer)
-        added = tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in label_token_texts()])
+        added = add_label_tokens(tokenizer)
         if added == 0:
             raise MirgError(f"{source} already has every label token")
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)

@@ -82,8 +82,8 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--lm-layers", type=int, default=None, metavar="N",
                       help="language model layers (default: the size preset's; see init-tiny)")
     tiny.add_argument("--label-tokens", action="store_true", default=None,
-                      help="one token per colour-and-shape label (see init-tiny): the chain's mark then compares one "
-                      "token, where with two words it follows the shape alone")
+                      help="one token per colour-and-shape label (see init-tiny); measured from random weights it "
+                      "localised worse (its mark went by place; benchmarks/RESULTS.md, run U)")
     tiny.add_argument("--freeze-vision", action="store_true", default=None,
                       help="keep the vision tower as the dense vision stage left it during the curriculum stages "
                       "(SFT through a few coordinate tokens otherwise wears away the colour and shape it learnt)")

@@ -272,7 +272,8 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
 #: nor ``--like`` sets them.
 OPTION_DEFAULTS: dict[str, Any] = {
     "minutes": 60.0, "seed": 0, "family": "qwen3_vl", "size": "s", "rope_theta": None, "lm_layers": None,
-    "label_tokens": False, "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False, "detail": "answer",
+    "label_tokens": False, "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False,
+    "detail": "answer",
     "select": "best", "shares": DEFAULT_SHARES, "max_images": DEFAULT_MAX_IMAGES, "cooldown": 0.0,
 }
 
@@ -294,7 +295,8 @@ def recorded_options(folder: Path) -> dict[str, Any]:
         plan, last = summary["plan"], summary["stages"][-1]
         options = {"minutes": float(plan["minutes"]), "seed": int(plan["seed"]), "family": str(plan["family"]),
                    "size": str(plan["size"]), "rope_theta": plan.get("rope_theta"), "lm_layers": plan.get("lm_layers"),
-                   "label_tokens": bool(plan.get("label_tokens", False)), "vision_minutes": plan.get("vision_minutes"), "eval_samples": int(plan["eval_samples"]),
+                   "label_tokens": bool(plan.get("label_tokens", False)), "vision_minutes": plan.get("vision_minutes"),
+                   "eval_samples": int(plan["eval_samples"]),
                    "freeze_vision": "--freeze_vision" in plan["extra"],
                    "word_targets": "--word-targets" in plan["vision_extra"], "detail": str(last["detail"]),
                    "select": str(plan.get("select", "best")), "shares": str(plan.get("shares", DEFAULT_SHARES)),

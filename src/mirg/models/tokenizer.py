@@ -124,10 +124,16 @@ def label_token_texts() -> list[str]:
     return [f" {colour} {shape}" for colour, shape in KINDS]
 
 
+def add_label_tokens(tokenizer) -> int:
+    """Add :func:`label_token_texts` to ``tokenizer`` as ordinary tokens; returns how many were new."""
+    from tokenizers import AddedToken
+
+    return tokenizer.add_tokens([AddedToken(text, special=False, normalized=False) for text in label_token_texts()])
+
+
 def build_tokenizer(style: str = "qwen", vocab_size: int = 2000, label_tokens: bool = False):
     """A transformers fast tokenizer for ``style`` (``qwen`` or ``llava``) with its chat template; with
     ``label_tokens``, one ordinary token per synthetic label (:func:`label_token_texts`)."""
-    from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerFast
 
     specials = QWEN_SPECIALS if style == "qwen" else LLAVA_SPECIALS
@@ -143,5 +149,5 @@ def build_tokenizer(style: str = "qwen", vocab_size: int = 2000, label_tokens: b
     )
     tokenizer.chat_template = CHAT_TEMPLATE if style == "qwen" else LLAVA_CHAT_TEMPLATE
     if label_tokens:
-        tokenizer.add_tokens([AddedToken(text, special=False, normalized=False) for text in label_token_texts()])
+        add_label_tokens(tokenizer)
     return tokenizer
