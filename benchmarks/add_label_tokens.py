@@ -22,30 +22,15 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="new folder for the model with label tokens")
     opts = parser.parse_args()
     from mirg.errors import MirgError
-    from mirg.models import adapter_for, resolve_model_path
-    from mirg.models.tiny import init_label_embeddings
-    from mirg.models.tokenizer import add_label_tokens
+    from mirg.models import resolve_model_path
+    from mirg.models.tiny import add_label_tokens_to
 
     try:
-        source, out = resolve_model_path(opts.model), Path(opts.out)
-        if out.exists() and any(out.iterdir()):
-            raise MirgError(f"{out} exists and is not empty; choose a new --out folder")
-        adapter = adapter_for(source)
-        processor, model = adapter.load_processor(source), adapter.load_model(source)
-        tokenizer = processor.tokenizer
-        before = len(tokenizer)
-        added = add_label_tokens(tokenizer)
-        if added == 0:
-            raise MirgError(f"{source} already has every label token")
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        model.config.get_text_config().vocab_size = len(tokenizer)
-        init_label_embeddings(model, tokenizer)
+        before, after = add_label_tokens_to(resolve_model_path(opts.model), Path(opts.out))
     except MirgError as exc:
         print(f"add_label_tokens: {exc}", file=sys.stderr)
         return 2
-    model.save_pretrained(str(out))
-    processor.save_pretrained(str(out))
-    print(f"added {added} label tokens: vocabulary {before} -> {len(tokenizer)}; saved to {out}")
+    print(f"added {after - before} label tokens: vocabulary {before} -> {after}; saved to {opts.out}")
     return 0
 
 

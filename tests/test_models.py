@@ -102,6 +102,28 @@ def test_label_token_embeddings_start_as_the_mean_of_their_words(tmp_path):
         assert not torch.allclose(table[ids(text)], table[colour])
 
 
+def test_label_tokens_added_to_a_model_start_from_its_trained_words(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from mirg.models.tiny import add_label_tokens_to
+
+    source, out = tmp_path / "two_words", tmp_path / "one_token"
+    assert main(["model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--out", str(source)]) == 0
+    assert add_label_tokens_to(source, out) == (len(build_tokenizer("qwen")), len(build_tokenizer("qwen")) + 42)
+    old = next(v for k, v in load_file(str(source / "model.safetensors")).items() if k.endswith("embed_tokens.weight"))
+    new = next(v for k, v in load_file(str(out / "model.safetensors")).items() if k.endswith("embed_tokens.weight"))
+    assert torch.equal(new[: old.shape[0]], old) and new.shape[0] == old.shape[0] + 42  # the trained rows unchanged
+    tokenizer = adapter_for(out).load_processor(out).tokenizer
+    ids = tokenizer.convert_tokens_to_ids
+    colour, shape = ids("Ġgreen"), ids("Ġstar")
+    assert torch.allclose(new[ids(" green star")], (old[colour] + old[shape]) / 2)
+    assert adapter_for(out).load_model(out).config.get_text_config().vocab_size == len(tokenizer)
+    with pytest.raises(MirgError, match="already has every label token"):
+        add_label_tokens_to(out, tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+
+
 def test_chat_template_prompt_is_a_prefix_of_prompt_and_completion(qwen_tokenizer):
     prompt = user_message("Where is the red circle?", 3, "resized")
     completion = [{"role": "assistant", "content": [{"type": "text", "text": render_answer(1, [1, 2, 3, 4])}]}]

@@ -65,7 +65,7 @@ def test_word_targets_score_colour_and_shape_against_the_word_embeddings():
 def test_pretrain_tiny_runs_end_to_end(tmp_path):
     out = tmp_path / "base"
     args = ("--minutes", "1", "--vision-minutes", "0.2", "--size", "xs", "--eval-samples", "12", "--cooldown", "0.5",
-            "--label-tokens")
+            "--label-tokens-last")
     proc = mirg("model", "pretrain-tiny", "--out", str(out), *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "pretrain_summary.json").read_text())
@@ -80,14 +80,17 @@ def test_pretrain_tiny_runs_end_to_end(tmp_path):
     card = (out / "README.md").read_text()
     assert "## Held-out evaluation" in card
     # The card's command sets every option, and --like reads them back from the summary.
-    assert f"mirg model pretrain-tiny --out {out} --minutes 1 --seed 0 --family qwen3_vl --size xs --label-tokens " \
+    assert f"mirg model pretrain-tiny --out {out} --minutes 1 --seed 0 --family qwen3_vl --size xs --label-tokens-last " \
            "--vision-minutes 0.2 --eval-samples 12 --detail answer" in card
     assert recorded_options(out) == {**OPTION_DEFAULTS, "minutes": 1, "size": "xs", "vision_minutes": 0.2,
-                                     "eval_samples": 12, "cooldown": 0.5, "label_tokens": True}
-    # The labels stay one token each in the trained model's own tokenizer, and the card says so.
-    tokenizer = adapter_for(out).load_processor(out).tokenizer
-    assert len(tokenizer.encode(" red circle", add_special_tokens=False)) == 1
-    assert "(each colour-and-shape label one token)" in card
+                                     "eval_samples": 12, "cooldown": 0.5, "label_tokens_last": True}
+    # The labels are two words up to the last stage and one token each from there on, and the card says so.
+    stages = out / "work" / "stages"
+    for folder, count in ((stages / "2_scenes", 2), (stages / "2_scenes+label-tokens", 1), (stages / "3_several-images", 1),
+                          (out, 1 if summary["selected"] == "3_several-images" else 2)):
+        tokenizer = adapter_for(folder).load_processor(folder).tokenizer
+        assert len(tokenizer.encode(" red circle", add_special_tokens=False)) == count, folder
+    assert "(each colour-and-shape label one token from the last stage on, two words before)" in card
     # Only the last stage cools down, its learning rate falling to zero where it ends.
     assert [s.get("cooldown") for s in summary["stages"]] == [None, 0.0, 0.0, 0.5] and "--cooldown 0.5" in card
     last = json.loads((out / "work" / "stages" / "3_several-images" / "trainer_state.json").read_text())
@@ -109,6 +112,12 @@ def test_pretrain_tiny_runs_end_to_end(tmp_path):
         "3_several-images")
     card = (out / "README.md").read_text()
     assert "resumed an earlier run" in card and "the last stage (`--select last`" in card and "--select last" in card
+
+
+def test_pretrain_takes_label_tokens_from_the_start_or_the_last_stage_not_both():
+    assert resolve_options({"label_tokens_last": True})["label_tokens_last"] is True
+    with pytest.raises(MirgError, match="exclude each other"):
+        resolve_options({"label_tokens": True, "label_tokens_last": True})
 
 
 def test_pretrain_refuses_a_folder_holding_a_model(tmp_path):

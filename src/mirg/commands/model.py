@@ -84,6 +84,10 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--label-tokens", action="store_true", default=None,
                       help="one token per colour-and-shape label (see init-tiny); measured from random weights it "
                       "localised worse (its mark went by place; benchmarks/RESULTS.md, run U)")
+    tiny.add_argument("--label-tokens-last", action="store_true", default=None,
+                      help="the same tokens added only before the last stage, each started at the mean of its two "
+                      "words' trained embeddings: the earlier stages learn to compare labels word by word, the last "
+                      "compares one token (benchmarks/RESULTS.md)")
     tiny.add_argument("--freeze-vision", action="store_true", default=None,
                       help="keep the vision tower as the dense vision stage left it during the curriculum stages "
                       "(SFT through a few coordinate tokens otherwise wears away the colour and shape it learnt)")
@@ -146,7 +150,7 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
                         stages=curriculum(opts["detail"], opts["shares"], opts["max_images"]),
                         shares=opts["shares"], max_images=opts["max_images"], cooldown=opts["cooldown"],
                         rope_theta=opts["rope_theta"], lm_layers=opts["lm_layers"], vision_minutes=opts["vision_minutes"],
-                        label_tokens=opts["label_tokens"],
+                        label_tokens=opts["label_tokens"], label_tokens_last=opts["label_tokens_last"],
                         vision_extra=["--word-targets"] if opts["word_targets"] else [],
                         extra=["--freeze_vision"] if opts["freeze_vision"] else [], select=opts["select"])
     summary = run_pretrain(plan, explicit_command(Path(args.out), opts))

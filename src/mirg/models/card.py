@@ -67,6 +67,8 @@ def _cooldown(plan: dict[str, Any]) -> str:
 
 def _labels(plan: dict[str, Any]) -> str:
     """How labels are tokenized, where each is one token."""
+    if plan.get("label_tokens_last"):
+        return " (each colour-and-shape label one token from the last stage on, two words before)"
     return " (each colour-and-shape label one token)" if plan.get("label_tokens") else ""
 
 

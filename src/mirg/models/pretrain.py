@@ -106,7 +106,8 @@ class PretrainPlan:
     size: str = "s"
     rope_theta: float | None = None  # None: the size preset's
     lm_layers: int | None = None  # None: the size preset's
-    label_tokens: bool = False  # one token per synthetic label (init-tiny --label-tokens)
+    label_tokens: bool = False  # one token per synthetic label from the start (init-tiny --label-tokens)
+    label_tokens_last: bool = False  # one token per synthetic label added before the last stage
     vision_minutes: float | None = None  # None: VISION_STAGE's share of ``minutes``
     select: str = "best"  # which stage output becomes the model: see select_stage
     shares: str = DEFAULT_SHARES  # the curriculum stages' relative shares of the time (see curriculum)
@@ -272,7 +273,7 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
 #: nor ``--like`` sets them.
 OPTION_DEFAULTS: dict[str, Any] = {
     "minutes": 60.0, "seed": 0, "family": "qwen3_vl", "size": "s", "rope_theta": None, "lm_layers": None,
-    "label_tokens": False, "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False,
+    "label_tokens": False, "label_tokens_last": False, "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False,
     "detail": "answer",
     "select": "best", "shares": DEFAULT_SHARES, "max_images": DEFAULT_MAX_IMAGES, "cooldown": 0.0,
 }
@@ -295,7 +296,8 @@ def recorded_options(folder: Path) -> dict[str, Any]:
         plan, last = summary["plan"], summary["stages"][-1]
         options = {"minutes": float(plan["minutes"]), "seed": int(plan["seed"]), "family": str(plan["family"]),
                    "size": str(plan["size"]), "rope_theta": plan.get("rope_theta"), "lm_layers": plan.get("lm_layers"),
-                   "label_tokens": bool(plan.get("label_tokens", False)), "vision_minutes": plan.get("vision_minutes"),
+                   "label_tokens": bool(plan.get("label_tokens", False)),
+                   "label_tokens_last": bool(plan.get("label_tokens_last", False)), "vision_minutes": plan.get("vision_minutes"),
                    "eval_samples": int(plan["eval_samples"]),
                    "freeze_vision": "--freeze_vision" in plan["extra"],
                    "word_targets": "--word-targets" in plan["vision_extra"], "detail": str(last["detail"]),
@@ -322,6 +324,9 @@ def resolve_options(given: dict[str, Any], like: Path | None = None) -> dict[str
         raise MirgError(f"--minutes and --eval-samples must be positive, got {options['minutes']} and "
                         f"{options['eval_samples']}")
     parse_shares(options["shares"])
+    if options["label_tokens"] and options["label_tokens_last"]:
+        raise MirgError("--label-tokens (from the start) and --label-tokens-last (before the last stage) exclude "
+                        "each other; choose one")
     if not 1 <= options["max_images"] <= 6:
         raise MirgError(f"--max-images must be 1..6, got {options['max_images']}")
     if not 0 <= options["cooldown"] < 1:
@@ -353,6 +358,19 @@ def explicit_command(out: Path, options: dict[str, Any]) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def with_label_tokens(plan: PretrainPlan, model: Path) -> Path:
+    """``model`` with one token per synthetic label added (:func:`mirg.models.tiny.add_label_tokens_to`), saved
+    once under the plan's work folder; returns that folder."""
+    from mirg.models.tiny import add_label_tokens_to
+
+    out = plan.work("stages", f"{model.name}+label-tokens")
+    if not (out / "config.json").is_file():
+        if out.exists():
+            shutil.rmtree(out)  # an interrupted save
+        add_label_tokens_to(model, out)
+    return out
+
+
 def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     """Build the tiny model, run the curriculum, evaluate, and leave the final model + card in ``out``."""
     from mirg.models.card import write_model_card
@@ -379,6 +397,8 @@ def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     for index, stage in enumerate(plan.stages, start=1):
         traj = make_stage_data(plan, stage, coords, index)
         out = plan.work("stages", f"{index}_{stage.name}")
+        if plan.label_tokens_last and stage == plan.stages[-1]:
+            model = with_label_tokens(plan, model)
         stages.append(train_stage(plan, stage, model, traj, out))
         model = out
         outputs.append(out)

@@ -217,6 +217,30 @@ def init_label_embeddings(model, tokenizer) -> int:
     return len(texts)
 
 
+def add_label_tokens_to(source: str | Path, out: str | Path) -> tuple[int, int]:
+    """Save the trained model in ``source`` to ``out`` with one token per synthetic label added to its tokenizer:
+    the embedding table grows by a row each, started by :func:`init_label_embeddings`; returns the vocabulary
+    size before and after. What `pretrain-tiny --label-tokens last` does before its last stage."""
+    from mirg.models.registry import adapter_for
+    from mirg.models.tokenizer import add_label_tokens
+
+    source, out = Path(source), Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise MirgError(f"{out} exists and is not empty; choose a new --out folder")
+    adapter = adapter_for(source)
+    processor, model = adapter.load_processor(source), adapter.load_model(source)
+    tokenizer = processor.tokenizer
+    before = len(tokenizer)
+    if add_label_tokens(tokenizer) == 0:
+        raise MirgError(f"{source} already has every label token")
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    model.config.get_text_config().vocab_size = len(tokenizer)
+    init_label_embeddings(model, tokenizer)
+    model.save_pretrained(str(out))
+    processor.save_pretrained(str(out))
+    return before, len(tokenizer)
+
+
 def grid_position_embeddings(side: int, dim: int, rms: float = 0.5):
     """2-D sine/cosine features of a ``side`` x ``side`` grid (row-major), ``dim`` wide, of RMS ``rms``.
 
