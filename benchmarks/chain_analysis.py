@@ -17,6 +17,9 @@ marked), reads each response of RUN/predictions.jsonl against the manifest in DI
   mark_colour_only the one marked entry names another object of the target's colour (the shape differs)
   copied          the answer's box is, to the digit, the box after the mark
   correct         the answer names the target image and reaches IoU >= 0.5 (what acc@0.5 counts)
+  objects         annotated objects, of which
+  listed          listed by colour and shape (``mirg.eval.perception.score_listing``: a model card's listing)
+  listed_boxed    listed with a box of IoU >= 0.5 too
 
 so that a family's failures can be told apart: perception (``seen``), the cross-image decision (``decided``,
 which SFT and GRPO must teach), and the localisation after it (``mark_on_target``, ``copied``). Prints one
@@ -36,7 +39,7 @@ _NUM = r"(-?\d+(?:\.\d+)?)"
 _LABELS = re.compile(r"Image (\d+): ([^.\[]*)\.")  # "[": never a box list
 _FINAL = re.compile(r"In image (\d+): (.*)$", re.S)
 COLUMNS = ("n", "seen", "outline_seen", "image_right", "label_right", "decided", "mark_on_target", "mark_shape_only",
-           "mark_colour_only", "copied", "correct")
+           "mark_colour_only", "copied", "correct", "objects", "listed", "listed_boxed")
 
 
 def label_lists(think: str) -> dict[int, list[str]]:
@@ -66,9 +69,15 @@ def final_list(think: str) -> tuple[int, list[tuple[str, tuple[float, ...], bool
     return int(m.group(1)), entries
 
 
-def analyse(sample, response: str, space, counts: Counter) -> None:
+def analyse(sample, response: str, space, counts: Counter, vocabulary: set[str]) -> None:
     from mirg.answer import think_block, try_parse_answer
+    from mirg.eval.perception import score_listing
     from mirg.geometry import clip_box, iou
+
+    listing = score_listing(sample, response, space, vocabulary)
+    counts["objects"] += listing.objects
+    counts["listed"] += listing.labels_found
+    counts["listed_boxed"] += listing.boxes_found
 
     think, k = think_block(response), sample.target.image
     target = max(sample.objects[k - 1], key=lambda o: iou(o.bbox, sample.target.bbox))
@@ -118,9 +127,10 @@ def main() -> int:
     opts = parser.parse_args()
     samples, responses, space = read_run(opts, "chain_analysis")
     per_task: dict[str, Counter] = defaultdict(Counter)
+    vocabulary = {o.label for sample in samples for objects in (sample.objects or []) for o in objects}
     for sample in samples:
         if sample.objects is not None and sample.id in responses:
-            analyse(sample, responses[sample.id], space, per_task[sample.task])
+            analyse(sample, responses[sample.id], space, per_task[sample.task], vocabulary)
     per_task = dict(sorted(per_task.items()))
     per_task["all"] = sum(per_task.values(), Counter())
     as_json = {t: {**dict.fromkeys(COLUMNS, 0), **c} for t, c in per_task.items()}  # zero counts too

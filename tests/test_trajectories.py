@@ -234,6 +234,11 @@ def test_chain_analysis_reads_template_answers_as_perfect(tmp_path):
         assert counts[name] == 40, (name, counts)
     assert counts["outline_seen"] == counts["outlined_samples"]
     assert counts["mark_shape_only"] == counts["mark_colour_only"] == 0
+    # Boxes are listed for the target's image only: its objects all count as listed, with their boxes.
+    manifest = read_manifest(data)
+    target_objects = sum(len(s.objects[s.target.image - 1]) for s in manifest)
+    assert counts["objects"] == sum(len(objs) for s in manifest for objs in s.objects) > target_objects
+    assert counts["listed"] == target_objects <= counts["listed_boxed"]
     # The mark moved to the target image's next entry: counted by the half of the label it shares.
     moved, shape_only, colour_only = [], 0, 0
     for r in read_jsonl(out / "sft.jsonl"):
