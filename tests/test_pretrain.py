@@ -65,7 +65,7 @@ def test_word_targets_score_colour_and_shape_against_the_word_embeddings():
 def test_pretrain_tiny_runs_end_to_end(tmp_path):
     out = tmp_path / "base"
     args = ("--minutes", "1", "--vision-minutes", "0.2", "--size", "xs", "--eval-samples", "12", "--cooldown", "0.5",
-            "--label-tokens-last")
+            "--label-tokens-last", "--shares", "35,35,30")  # the last stage long enough to log a falling rate
     proc = mirg("model", "pretrain-tiny", "--out", str(out), *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "pretrain_summary.json").read_text())
@@ -83,7 +83,8 @@ def test_pretrain_tiny_runs_end_to_end(tmp_path):
     assert f"mirg model pretrain-tiny --out {out} --minutes 1 --seed 0 --family qwen3_vl --size xs --label-tokens-last " \
            "--vision-minutes 0.2 --eval-samples 12 --detail answer" in card
     assert recorded_options(out) == {**OPTION_DEFAULTS, "minutes": 1, "size": "xs", "vision_minutes": 0.2,
-                                     "eval_samples": 12, "cooldown": 0.5, "label_tokens_last": True}
+                                     "eval_samples": 12, "cooldown": 0.5, "label_tokens_last": True,
+                                     "shares": "35,35,30"}
     # The labels are two words up to the last stage and one token each from there on, and the card says so.
     stages = out / "work" / "stages"
     for folder, count in ((stages / "2_scenes", 2), (stages / "2_scenes+label-tokens", 1), (stages / "3_several-images", 1),

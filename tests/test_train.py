@@ -157,7 +157,7 @@ def test_sft_cooldown_by_steps_takes_the_rate_linearly_to_zero(tiny, trajectorie
 
 def test_sft_cooldown_under_a_time_budget_is_repeated_by_its_step_count(tiny, trajectories, tmp_path):
     timed, stepped = tmp_path / "timed", tmp_path / "stepped"
-    assert sft(tiny, trajectories, timed, "--max_steps", "100000", "--max_minutes", "0.1", "--lr_cooldown", "0.5",
+    assert sft(tiny, trajectories, timed, "--max_steps", "100000", "--max_minutes", "0.25", "--lr_cooldown", "0.5",
                "--learning_rate", "1e-3", "--lr_scheduler_type", "constant", *QUIET) == 0
     rates, steps = logged_rates(timed), state(timed)["global_step"]
     start = rates.index(next(r for r in rates if r < 1e-3)) - 1  # the step the cool-down began after
