@@ -137,12 +137,30 @@ def target_image(rec: BenchRecord) -> int | None:
     if rec.task == "region":
         return 1
     text = rec.additional_info if rec.task == "group_grounding" else rec.question
-    mentions = list(_IMAGE_MENTION.finditer(text))
+    mentions = image_mentions(text)
     if not mentions:
         return None
-    m = mentions[-1]
-    k = int(m.group(1) or m.group(2) or 0) or _ORDINALS[m.group(3).lower()]
+    k = mentions[-1]
     return k if 1 <= k <= len(rec.images) else None
+
+
+def image_mentions(text: str) -> list[int]:
+    """The image numbers a question names, in order: ``image 2``, ``image-2``, ``2nd image``, ``the second image``.
+
+    >>> image_mentions("Locate in image 1 the object outlined in the second image.")
+    [1, 2]
+    """
+    return [int(m.group(1) or m.group(2) or 0) or _ORDINALS[m.group(3).lower()]
+            for m in _IMAGE_MENTION.finditer(text)]
+
+
+def mention_template(text: str) -> str:
+    """``text`` with every image it names replaced by ``<image>``: the wording of a question, whichever images.
+
+    >>> mention_template("Locate in image 1 the object outlined in the second image.")
+    'Locate in <image> the object outlined in the <image>.'
+    """
+    return _IMAGE_MENTION.sub("<image>", text)
 
 
 # --- the compatible scorer -------------------------------------------------------------------------

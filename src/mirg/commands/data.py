@@ -6,13 +6,14 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="datasets: convert MIG-Bench, synthesize, build trajectories")
+    data = sub.add_parser("data", help="datasets: convert MIG-Bench, synthesize, build trajectories, blind baseline")
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     _register_convert(data_sub)
     from mirg.commands import data_synth, data_trajectories
 
     data_synth.register(data_sub)
     data_trajectories.register(data_sub)
+    _register_blind(data_sub)
 
 
 def _register_convert(sub: argparse._SubParsersAction) -> None:
@@ -58,3 +59,32 @@ def run_convert(args: argparse.Namespace) -> int:
         if len(conv.skipped) > 10:
             print(f"  ... and {len(conv.skipped) - 10} more")
     return 0 if conv.samples else 2
+
+
+BLIND_DESCRIPTION = """\
+Score the answers a model would give without looking at the images, to see how much a dataset's questions
+give away. Fitted on TRAIN: the image that training questions of the same task, number of images and wording
+("Locate it in <image>.", with the images it names) most often asked for; the box of the task that would have
+been right most often in training. Scored image-aware, like `mirg eval`: RUN/predictions.jsonl,
+RUN/metrics.json, RUN/per_sample.jsonl. No image is read; no model is loaded.
+"""
+
+
+def _register_blind(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("blind", help="the blind baseline: answers from the question alone, scored",
+                       description=BLIND_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", required=True, metavar="DIR", help="training dataset folder or manifest.jsonl")
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset to answer and score")
+    p.add_argument("--out", required=True, metavar="RUN", help="output folder")
+    p.set_defaults(func=run_blind)
+
+
+def run_blind(args: argparse.Namespace) -> int:
+    from mirg.eval.blind import run_blind as blind
+    from mirg.report_text import metrics_table
+    from mirg.schema import read_manifest
+
+    metrics = blind(read_manifest(args.train), read_manifest(args.data), args.out)
+    print(metrics_table(metrics))
+    print(f"wrote {args.out}/metrics.json")
+    return 0
