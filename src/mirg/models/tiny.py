@@ -220,7 +220,7 @@ def init_label_embeddings(model, tokenizer) -> int:
 def add_label_tokens_to(source: str | Path, out: str | Path) -> tuple[int, int]:
     """Save the trained model in ``source`` to ``out`` with one token per synthetic label added to its tokenizer:
     the embedding table grows by a row each, started by :func:`init_label_embeddings`; returns the vocabulary
-    size before and after. What `pretrain-tiny --label-tokens last` does before its last stage."""
+    size before and after. What `pretrain-tiny --label-tokens-last` does before its last stage."""
     from mirg.models.registry import adapter_for
     from mirg.models.tokenizer import add_label_tokens
 
