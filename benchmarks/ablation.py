@@ -6,7 +6,8 @@ For every seed: the demo's data and stage-1 (SFT) model, then, each for the same
   no_image        GRPO without the image reward
   no_object       GRPO without the object reward
   grpo_from_base  GRPO from the base, without SFT
-and the SFT model itself; all evaluated on the same test split. Mean and spread over seeds go to
+and the SFT model itself, and the blind baseline (`mirg data blind`: the answers the questions alone give); all
+evaluated on the same test split. Mean and spread over seeds go to
 OUT/ablation.json and OUT/ablation.md. The base is `embedded` unless --model names another: a seed's folder
 is the demo's (`mirg demo --out OUT/seedS --seed S --model M`), so a demo run with the same plan is reused as it is.
 
@@ -26,7 +27,7 @@ import sys
 from pathlib import Path
 
 from mirg.data.trajectories import DETAILS
-from mirg.demo import DemoPlan, check_plan, grpo_args, make_data, resolve_detail, sft_args
+from mirg.demo import DemoPlan, check_plan, evaluate_blind, grpo_args, make_data, resolve_detail, sft_args
 from mirg.errors import MirgError
 from mirg.models.registry import adapter_for, resolve_model_path
 from mirg.pipeline import run_mirg
@@ -57,7 +58,8 @@ def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | N
     plan.out.mkdir(parents=True, exist_ok=True)
     check_plan(plan, Path(base))
     make_data(plan, adapter_for(base).coords)
-    results = {}
+    blind = evaluate_blind(plan)["overall"]  # the questions alone: what image choice is given away
+    results = {"blind": {k: blind[k] for k in METRICS}}
     for name, (args, folder) in variants(plan, base).items():
         if only is not None and name != "sft" and name not in only:
             continue

@@ -19,10 +19,11 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     assert set(summary) >= {"seed", "wall_s", "peak_rss_mib", "final_model", "stages", "tasks"}
     assert set(summary["stages"]) == {"base", "sft", "sft_grpo"}
     assert all(summary["stages"][s]["n"] == 12 for s in summary["stages"])
+    assert summary["blind"]["n"] == 12 and summary["blind"]["model"] == "blind"  # the questions alone, scored
     assert set(summary["tasks"]) == {"sft", "sft_grpo"}
     assert summary["peak_rss_mib"] > 0 and summary["wall_s"] > 0
     page = (out / "report.html").read_text()
-    assert "base" in page and "sft_grpo" in page and "<table" in page
+    assert "base" in page and "sft_grpo" in page and "<table" in page and "mirg data blind" in page
     assert "AVG acc@0.5" in proc.stdout  # the summary table in the terminal
     assert summary["plan"]["freeze_vision"] is True
     assert_vision_kept(out / "sft_grpo")

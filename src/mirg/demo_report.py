@@ -9,6 +9,8 @@ from typing import Any
 
 from mirg.eval.report import STYLE, Figure, _html_figures, _html_table, _pct, curve_figures, read_log_history
 
+BLIND_NOTE = ("blind: the answers the questions alone give, fitted on the training split (`mirg data blind`): "
+              "image choice up to the blind row's is read from the question, not from the images.")
 OVERALL_COLUMNS = [("task_mean_acc@0.5", "AVG acc@0.5 (task mean)"), ("pooled_acc@0.5", "pooled acc@0.5"),
                    ("pooled_acc@0.3", "acc@0.3"), ("pooled_acc@0.7", "acc@0.7"), ("pooled_mean_iou", "mIoU"),
                    ("pooled_image_acc", "image acc"), ("pooled_format_rate", "format")]
@@ -52,13 +54,15 @@ def write_demo_report(out: Path, metrics: dict[str, dict[str, Any]], summary: di
     md += ["| " + " | ".join(r) + " |" for r in stage_rows(metrics)]
     md += ["", "| task (acc@0.5) | " + " | ".join(stages) + " |", "|" + "---|" * (len(stages) + 1)]
     md += ["| " + " | ".join(r) + " |" for r in task_rows(metrics)]
-    md += ["", "Per-stage reports: " + ", ".join(f"[{s}](eval/{s}/report.html)" for s in stages), ""]
+    md += ["", BLIND_NOTE, "", "Per-stage reports: " + ", ".join(f"[{s}](eval/{s}/report.html)" for s in stages
+                                                                  if (out / "eval" / s / "report.html").is_file()), ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
     page = [
         f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>",
         _html_table(["stage"] + [h for _, h in OVERALL_COLUMNS], stage_rows(metrics), "metrics"),
         _html_table(["task (acc@0.5)"] + stages, task_rows(metrics), "tasks"),
+        f"<p>{html.escape(BLIND_NOTE)}</p>",
     ]
     if curves:
         page += ["<h2>Training curves</h2>", _html_figures(curves)]
