@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,8 @@ def test_word_targets_score_colour_and_shape_against_the_word_embeddings():
 def test_pretrain_tiny_runs_end_to_end(tmp_path):
     out = tmp_path / "base"
     args = ("--minutes", "1", "--vision-minutes", "0.2", "--size", "xs", "--eval-samples", "12", "--cooldown", "0.5",
-            "--label-tokens-last", "--shares", "35,35,30")  # the last stage long enough to log a falling rate
+            "--label-tokens-last", "--shares", "35,35,30",  # the last stage long enough to log a falling rate
+            "--detail", "chain", "--order", "label")
     proc = mirg("model", "pretrain-tiny", "--out", str(out), *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "pretrain_summary.json").read_text())
@@ -81,10 +83,10 @@ def test_pretrain_tiny_runs_end_to_end(tmp_path):
     assert "## Held-out evaluation" in card
     # The card's command sets every option, and --like reads them back from the summary.
     assert f"mirg model pretrain-tiny --out {out} --minutes 1 --seed 0 --family qwen3_vl --size xs --label-tokens-last " \
-           "--vision-minutes 0.2 --eval-samples 12 --detail answer" in card
+           "--vision-minutes 0.2 --eval-samples 12 --detail chain --order label" in card
     assert recorded_options(out) == {**OPTION_DEFAULTS, "minutes": 1, "size": "xs", "vision_minutes": 0.2,
                                      "eval_samples": 12, "cooldown": 0.5, "label_tokens_last": True,
-                                     "shares": "35,35,30"}
+                                     "shares": "35,35,30", "detail": "chain", "order": "label"}
     # The labels are two words up to the last stage and one token each from there on, and the card says so.
     stages = out / "work" / "stages"
     for folder, count in ((stages / "2_scenes", 2), (stages / "2_scenes+label-tokens", 1), (stages / "3_several-images", 1),
@@ -92,6 +94,12 @@ def test_pretrain_tiny_runs_end_to_end(tmp_path):
         tokenizer = adapter_for(folder).load_processor(folder).tokenizer
         assert len(tokenizer.encode(" red circle", add_special_tokens=False)) == count, folder
     assert "(each colour-and-shape label one token from the last stage on, two words before)" in card
+    # Every stage's lists are in label order, and the card says so.
+    assert "objects listed alphabetically by label" in card
+    rows = [json.loads(line) for line in (out / "work" / "traj" / "scenes" / "sft.jsonl").read_text().splitlines()]
+    lists = [re.findall(r"[a-z]+ [a-z]+", text.split("Image 1: ", 1)[1].split(".", 1)[0])
+             for text in (r["completion"][0]["content"][0]["text"] for r in rows)]
+    assert all(labels == sorted(labels) for labels in lists) and any(len(labels) > 1 for labels in lists)
     # Only the last stage cools down, its learning rate falling to zero where it ends.
     assert [s.get("cooldown") for s in summary["stages"]] == [None, 0.0, 0.0, 0.5] and "--cooldown 0.5" in card
     last = json.loads((out / "work" / "stages" / "3_several-images" / "trainer_state.json").read_text())

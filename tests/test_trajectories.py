@@ -18,6 +18,7 @@ from mirg.data.trajectories import (
     template_completion,
 )
 from mirg.geometry import CoordSpace, iou
+from mirg.errors import MirgError
 from mirg.prompts import user_message
 from mirg.schema import read_manifest
 from mirg.score_files import score_files
@@ -178,16 +179,18 @@ def test_list_detail_lists_every_object_so_the_listing_score_is_perfect(dataset,
             assert all(f"Image {k}: " in think for k in range(1, sample.num_images + 1)), text
 
 
-def test_chain_lists_every_image_by_label_then_the_target_image_with_boxes(tmp_path):
-    """``chain``: each image's labels left to right (the outlined object marked), the target named with its image,
-    then only the target image's objects with boxes, the mark on the target and the answer's box after it."""
+@pytest.mark.parametrize("order", ["left-to-right", "label"])
+def test_chain_lists_every_image_by_label_then_the_target_image_with_boxes(tmp_path, order):
+    """``chain``: each image's labels in the order asked (the outlined object marked), the target named with its
+    image, then only the target image's objects with boxes, the mark on the target and the answer's box after it."""
     from mirg.eval.perception import listed_objects
 
     data = tmp_path / "synth"
     assert main(["data", "synth", "--out", str(data), "--n", "30", "--seed", "4", "--image-size", "112"]) == 0
     out = tmp_path / "chain"
     assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "chain",
-                 "--coords", "norm1000"]) == 0
+                 "--coords", "norm1000", "--order", order]) == 0
+    ordered_in = by_label if order == "label" else left_to_right_by_centre
     samples = {s.id: s for s in read_manifest(data)}
     outlined = 0
     for row in read_jsonl(out / "sft.jsonl"):
@@ -196,7 +199,7 @@ def test_chain_lists_every_image_by_label_then_the_target_image_with_boxes(tmp_p
         target = next(o for o in sample.objects[k - 1] if tuple(o.bbox) == tuple(sample.target.bbox))
         lists, rest = think.split(" The target is the ", 1)
         for i, objects in enumerate(sample.objects, start=1):
-            ordered = sorted(objects, key=lambda o: (o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
+            ordered = ordered_in(objects)
             labels = "; ".join(o.label + (" outlined" if o.attributes.get("outlined") else "") for o in ordered)
             assert f"Image {i}: {labels}." in lists, text
             outlined += sum(1 for o in objects if o.attributes.get("outlined"))
@@ -264,8 +267,39 @@ def test_chain_analysis_reads_template_answers_as_perfect(tmp_path):
     assert wrong.returncode == 2 and wrong.stderr.startswith("chain_analysis: ") and "Traceback" not in wrong.stderr
 
 
-def ordered_in(objects):
+def left_to_right_by_centre(objects):
     return sorted(objects, key=lambda o: (o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
+
+
+ordered_in = left_to_right_by_centre
+
+
+def by_label(objects):
+    return sorted(objects, key=lambda o: (o.label, o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
+
+
+@pytest.mark.parametrize("detail", ["list", "chain"])
+def test_label_order_lists_alphabetically_and_still_scores_perfectly(dataset, tmp_path, detail):
+    out = tmp_path / "out"
+    assert main(["data", "trajectories", "--data", str(dataset), "--out", str(out), "--coords", "norm1000",
+                 "--detail", detail, "--order", "label"]) == 0
+    metrics = score_rows(dataset, out, CoordSpace("norm1000"))
+    assert all(m["acc@0.5"] == 1.0 and m["format_rate"] == 1.0 for m in metrics["tasks"].values())
+    samples = {s.id: s for s in read_manifest(dataset)}
+    differs = 0
+    for row in read_jsonl(out / "sft.jsonl"):
+        think, sample = think_block(completion_text(row)), samples[row["id"]]
+        for k, objects in enumerate(sample.objects, start=1):
+            segment = think.split(f"Image {k}: ", 1)[1].split(".", 1)[0]  # the first list of image k
+            labels = [o.label for o in by_label(objects)]
+            assert re.findall(r"[a-z]+ [a-z]+", segment) == labels, think
+            differs += labels != [o.label for o in left_to_right_by_centre(objects)]
+    assert differs > 0  # the two orders are not the same lists
+
+
+def test_an_unknown_order_is_refused_by_name():
+    with pytest.raises(MirgError, match="unknown --order 'size'"):
+        TrajectoryOptions(CoordSpace("pixel"), "chain", "size")
 
 
 def test_files_have_the_exact_formats(dataset, tmp_path):

@@ -46,6 +46,7 @@ class DemoPlan:
     num_generations: int = 4
     max_completion_length: int = 320  # list trajectories of 2-4 images stay under ~290 tokens
     detail: str | None = None  # None: the list format the base was pretrained on (pretrain_summary.json), else brief
+    order: str | None = None  # None: the list order the base was pretrained on, else left-to-right
     #: Both stages keep the base's vision tower fixed: what it sees is the base's perception, and training it
     #: through a few answer tokens wears away the colour and shape its features carry (benchmarks/RESULTS.md).
     freeze_vision: bool = True
@@ -57,31 +58,51 @@ class DemoPlan:
         return self.out.joinpath(*parts)
 
 
+def pretrain_summary(base: Path) -> dict[str, Any]:
+    """The ``pretrain_summary.json`` of a ``mirg model pretrain-tiny`` base, or ``{}`` for any other base."""
+    path = base / "pretrain_summary.json"
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # not JSON
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
 def pretrained_detail(base: Path) -> str | None:
     """The list format a ``mirg model pretrain-tiny`` base was trained to write (its last stage's detail),
     or None for any other base. Trajectories in that format carry over what the base already does."""
     from mirg.data.trajectories import LIST_DETAILS
 
-    summary = base / "pretrain_summary.json"
-    if not summary.is_file():
-        return None
-    try:
-        stages = json.loads(summary.read_text(encoding="utf-8")).get("stages")
-    except (ValueError, AttributeError):  # not JSON, or not an object
-        return None
+    stages = pretrain_summary(base).get("stages")
     last = stages[-1] if isinstance(stages, list) and stages else None
     detail = last.get("detail") if isinstance(last, dict) else None
     return detail if detail in LIST_DETAILS else None
 
 
+def pretrained_order(base: Path) -> str:
+    """The order a ``mirg model pretrain-tiny`` base lists objects in (``left-to-right`` for any other base)."""
+    from mirg.data.trajectories import ORDERS
+
+    plan = pretrain_summary(base).get("plan")
+    order = plan.get("order") if isinstance(plan, dict) else None
+    return order if order in ORDERS else "left-to-right"
+
+
 def resolve_detail(plan: DemoPlan, base: Path) -> None:
-    """Fill in ``plan.detail`` where it was left to the base: its list format, else ``brief``."""
+    """Fill in ``plan.detail`` and ``plan.order`` where they were left to the base: its list format, else
+    ``brief``; its list order, else left to right."""
     if plan.detail is None:
         plan.detail = pretrained_detail(base) or "brief"
+    if plan.order is None:
+        plan.order = pretrained_order(base)
 
 
 #: Plan fields that do not change what the demo trains or measures: a rerun may change them freely.
 FREE_FIELDS = ("out", "eval_batch_size")
+#: Plan fields added after demos were first recorded, with the value an older plan.json meant by leaving them out.
+ADDED_FIELDS = {"order": "left-to-right"}
 
 
 def weights_identity(model_dir: Path, hash_limit: int = 100 * 2**20) -> dict[str, Any]:
@@ -125,6 +146,9 @@ def check_plan(plan: DemoPlan, base: Path) -> None:
         before = json.loads(stored.read_text(encoding="utf-8"))
     except ValueError:
         raise MirgError(f"{stored} is not JSON: choose a new --out") from None
+    if not isinstance(before, dict):
+        raise MirgError(f"{stored} is not a demo's plan (a JSON object): choose a new --out")
+    before = {**ADDED_FIELDS, **before}
     changed = sorted(k for k in set(before) | set(record) if before.get(k) != record.get(k))
     if changed:
         shown = "; ".join(f"{k}: {before.get(k)!r} -> {record.get(k)!r}" for k in changed if k != "base_weights")
@@ -147,7 +171,8 @@ def make_data(plan: DemoPlan, coords: str) -> None:
     traj = plan.path("data", "trajectories")
     if not (traj / "rl.jsonl").is_file():
         run_mirg(["data", "trajectories", "--data", str(plan.path("data", "train")), "--out", str(traj),
-                  "--detail", plan.detail, "--coords", coords], plan.path("logs", "trajectories.txt"))
+                  "--detail", plan.detail, "--order", str(plan.order), "--coords", coords],
+                 plan.path("logs", "trajectories.txt"))
 
 
 def vision_args(plan: DemoPlan) -> list[str]:
@@ -195,9 +220,19 @@ def train_stages(plan: DemoPlan, base: str) -> dict[str, str]:
     return {"base": base, "sft": str(sft_dir), "sft_grpo": str(grpo_dir)}
 
 
+def evaluate_blind(plan: DemoPlan) -> dict[str, Any]:
+    """`mirg data blind` on the test split, fitted on the training split: what the questions alone give away."""
+    run = plan.path("eval", "blind")
+    if not (run / "metrics.json").is_file():
+        run_mirg(["data", "blind", "--train", str(plan.path("data", "train")), "--data", str(plan.path("data", "test")),
+                  "--out", str(run)], plan.path("logs", "eval_blind.txt"))
+    return json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+
+
 def evaluate_stages(plan: DemoPlan, models: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """`mirg eval` of every stage on the held-out test split; returns each stage's metrics."""
-    metrics = {}
+    """The blind baseline, then `mirg eval` of every stage on the held-out test split; returns each one's metrics
+    (``blind`` first)."""
+    metrics = {"blind": evaluate_blind(plan)}
     for stage in STAGES:
         run = plan.path("eval", stage)
         if not (run / "metrics.json").is_file():
@@ -241,7 +276,7 @@ def repeat_command(plan: DemoPlan, steps: dict[str, int]) -> str:
                                  ("--n-test", plan.n_test, DemoPlan.n_test)):
         if value != default:
             parts += [flag, str(value)]
-    parts += ["--detail", str(plan.detail)] + ([] if plan.freeze_vision else ["--train-vision"])
+    parts += ["--detail", str(plan.detail), "--order", str(plan.order)] + ([] if plan.freeze_vision else ["--train-vision"])
     return " ".join(parts + ["--sft-steps", str(steps["sft"]), "--grpo-steps", str(steps["sft_grpo"])])
 
 
@@ -255,6 +290,7 @@ def write_summary(plan: DemoPlan, models: dict[str, str], metrics: dict[str, dic
         "steps": steps,
         "repeat": repeat_command(plan, steps),
         "stages": {stage: metrics[stage]["overall"] for stage in STAGES},
+        "blind": metrics["blind"]["overall"],
         "tasks": {stage: metrics[stage]["tasks"] for stage in ("sft", "sft_grpo")},
         "plan": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(plan).items()},
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirg.data.trajectories import DETAILS
+from mirg.data.trajectories import DETAILS, ORDERS
 from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, SPACES
 
 DESCRIPTION = """\
@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "chain: each image's objects by label (the outlined one marked), 'The target is the X in image "
                    "k.', then image k's objects with boxes and the target marked; brief: reference and target only; "
                    "full: every object of every image with its box (default: brief)")
+    p.add_argument("--order", choices=list(ORDERS), default="left-to-right",
+                   help="order of the objects in every list: left-to-right (by the box's centre) or label "
+                   "(alphabetically by label, equal labels left to right; a small model reads it without "
+                   "comparing positions) (default: left-to-right)")
     p.add_argument("--coords", choices=SPACES, default="pixel",
                    help="coordinate space of boxes in the text (default: pixel)")
     p.add_argument("--min-pixels", type=int, default=QWEN_MIN_PIXELS, metavar="N",
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from mirg.errors import MirgError
     from mirg.geometry import CoordSpace
 
-    opts = TrajectoryOptions(CoordSpace(args.coords, args.min_pixels, args.max_pixels), args.detail)
+    opts = TrajectoryOptions(CoordSpace(args.coords, args.min_pixels, args.max_pixels), args.detail, args.order)
     if args.mode == "teacher":
         config = _teacher_config(args)  # bad flags fail before any file is read
     dataset = load_dataset(args.data)

@@ -28,12 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grpo-steps", type=int, help="train stage 2 for exactly this many steps instead of --grpo-minutes")
     p.add_argument("--n-train", type=int, help=f"training samples (default {d.n_train})")
     p.add_argument("--n-test", type=int, help=f"held-out test samples (default {d.n_test})")
-    from mirg.data.trajectories import DETAILS
+    from mirg.data.trajectories import DETAILS, ORDERS
 
     p.add_argument("--detail", choices=DETAILS,
                    help="what the stage-1 trajectories write before the answer (see `mirg data trajectories "
                    "--help`; default: the list format a pretrain-tiny base was trained on, as the embedded "
                    "base's list, else brief)")
+    p.add_argument("--order", choices=ORDERS,
+                   help="order of the objects in the trajectories' lists (default: the order a pretrain-tiny base was "
+                   "trained on, else left-to-right)")
     p.add_argument("--train-vision", action="store_true",
                    help="train the vision tower in both stages too (default: kept as the base has it)")
     p.set_defaults(func=run)
@@ -57,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             setattr(plan, name, value)
     if args.detail is not None:
         plan.detail = args.detail
+    if args.order is not None:
+        plan.order = args.order
     plan.freeze_vision = not args.train_vision
     run_demo(plan)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirg.data.trajectories import LIST_DETAILS
+from mirg.data.trajectories import LIST_DETAILS, ORDERS
 
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "llava")
 
@@ -103,6 +103,9 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
                       "box-list (the same list with each box before its label) or mark-list (the list with the target "
                       "marked before its box) or chain (each image by label, the target named, then its image with "
                       "boxes and the target marked) (default answer)")
+    tiny.add_argument("--order", choices=ORDERS, default=None,
+                      help="order of the objects in every list: left-to-right (by the box's centre; default) or label "
+                      "(alphabetically, no positions to compare; see `mirg data trajectories`)")
     tiny.add_argument("--select", choices=("best", "last"), default=None,
                       help="which stage's output becomes the model: best (the best acc@0.5 on one-image validation; "
                       "default) or last (the several-images stage, the only one that has listed several images, "
@@ -150,7 +153,7 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
                         stages=curriculum(opts["detail"], opts["shares"], opts["max_images"]),
                         shares=opts["shares"], max_images=opts["max_images"], cooldown=opts["cooldown"],
                         rope_theta=opts["rope_theta"], lm_layers=opts["lm_layers"], vision_minutes=opts["vision_minutes"],
-                        label_tokens=opts["label_tokens"], label_tokens_last=opts["label_tokens_last"],
+                        label_tokens=opts["label_tokens"], label_tokens_last=opts["label_tokens_last"], order=opts["order"],
                         vision_extra=["--word-targets"] if opts["word_targets"] else [],
                         extra=["--freeze_vision"] if opts["freeze_vision"] else [], select=opts["select"])
     summary = run_pretrain(plan, explicit_command(Path(args.out), opts))

@@ -51,6 +51,8 @@ TARGET_MARK = "(the target)"
 OUTLINE_MARK = "outlined"
 #: The sentence of ``chain`` that names the target (where the cross-image decision is written).
 CHAIN_TARGET = "The target is the {label} in image {k}."
+#: How the objects of an image are ordered in every list: by the box's centre, left to right, or by label.
+ORDERS = ("left-to-right", "label")
 SFT_FILE, RL_FILE, README_FILE = "sft.jsonl", "rl.jsonl", "README.md"
 #: IoU an answer's box must reach against the manifest's box for a trajectory to be kept.
 MIN_IOU = 0.5
@@ -83,10 +85,16 @@ class TrajectoryOptions:
 
     coords: CoordSpace = field(default_factory=CoordSpace)
     detail: str = "brief"
+    #: ``left-to-right`` (by the box's centre) or ``label`` (alphabetically by label, then left to right): the
+    #: order of the objects in every list. A small model reads a label order without comparing positions, which
+    #: two objects whose centres are a few pixels apart make ambiguous (benchmarks/RESULTS.md).
+    order: str = "left-to-right"
 
     def __post_init__(self) -> None:
         if self.detail not in DETAILS:
             raise MirgError(f"unknown --detail {self.detail!r}; choose one of {', '.join(DETAILS)}")
+        if self.order not in ORDERS:
+            raise MirgError(f"unknown --order {self.order!r}; choose one of {', '.join(ORDERS)}")
 
 
 @dataclass
@@ -357,7 +365,7 @@ def locate_step(sample: Sample, plan: Plan, opts: TrajectoryOptions) -> list[str
 
 
 def listing_step(sample: Sample, opts: TrajectoryOptions, target: ObjectAnn | None = None) -> list[str]:
-    """``list`` detail: every object of each image with its box, ordered by the box's centre, left to right.
+    """``list`` detail: every object of each image with its box, in ``opts.order`` (by default left to right).
 
     One image: ``Objects: red circle [..]; blue star [..].``; several: ``Image 1: ... Image 2: ...``;
     ``box-list`` writes each box before its label; ``mark-list`` marks ``target`` (in the target image).
@@ -366,7 +374,7 @@ def listing_step(sample: Sample, opts: TrajectoryOptions, target: ObjectAnn | No
         return []
     parts = []
     for k, objects in enumerate(sample.objects, start=1):
-        ordered = left_to_right(objects)
+        ordered = in_order(objects, opts.order)
         mark = target if opts.detail == "mark-list" and k == sample.target.image else None
         listed = objects_with_boxes(ordered, sample.image_sizes[k - 1], opts.coords, opts.detail == "box-list", mark)
         parts.append(f"{'Objects' if sample.num_images == 1 else f'Image {k}'}: {listed}.")
@@ -374,14 +382,30 @@ def listing_step(sample: Sample, opts: TrajectoryOptions, target: ObjectAnn | No
 
 
 def left_to_right(objects: Sequence[ObjectAnn]) -> list[ObjectAnn]:
-    """Objects ordered by the box's centre, left to right (then top to bottom): how every list is written."""
+    """Objects ordered by the box's centre, left to right (then top to bottom)."""
     return sorted(objects, key=lambda o: (o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]))
 
 
-def labels_text(objects: Sequence[ObjectAnn]) -> str:
-    """One image's objects by label, left to right, an outlined one marked: ``red circle outlined; blue star``."""
+def in_order(objects: Sequence[ObjectAnn], order: str = "left-to-right") -> list[ObjectAnn]:
+    """Objects as a list writes them: ``left-to-right``, or by ``label`` (alphabetically; equal labels left to right).
+
+    >>> objs = [ObjectAnn("red star", (60, 0, 80, 20)), ObjectAnn("blue circle", (0, 0, 20, 20)),
+    ...         ObjectAnn("red star", (30, 0, 50, 20))]
+    >>> [(o.label, o.bbox[0]) for o in in_order(objs)]
+    [('blue circle', 0), ('red star', 30), ('red star', 60)]
+    >>> [(o.label, o.bbox[0]) for o in in_order(objs[:2], "label")]
+    [('blue circle', 0), ('red star', 60)]
+    """
+    spatial = left_to_right(objects)
+    if order == "label":
+        return sorted(spatial, key=lambda o: o.label)  # stable: equal labels stay left to right
+    return spatial
+
+
+def labels_text(objects: Sequence[ObjectAnn], order: str = "left-to-right") -> str:
+    """One image's objects by label, in ``order``, an outlined one marked: ``red circle outlined; blue star``."""
     entries = [f"{o.label} {OUTLINE_MARK}" if o.attributes.get("outlined") is True else o.label
-               for o in left_to_right(objects)]
+               for o in in_order(objects, order)]
     return "; ".join(entries) or "none"
 
 
@@ -396,8 +420,8 @@ def chain_steps(sample: Sample, opts: TrajectoryOptions, target: ObjectAnn | Non
     named = CHAIN_TARGET.format(label=label, k=k)
     if sample.objects is None:
         return [named]
-    parts = [f"Image {i}: {labels_text(objects)}." for i, objects in enumerate(sample.objects, start=1)]
-    listed = objects_with_boxes(left_to_right(sample.objects[k - 1]), sample.image_sizes[k - 1], opts.coords,
+    parts = [f"Image {i}: {labels_text(objects, opts.order)}." for i, objects in enumerate(sample.objects, start=1)]
+    listed = objects_with_boxes(in_order(sample.objects[k - 1], opts.order), sample.image_sizes[k - 1], opts.coords,
                                 mark=target)
     return parts + [named, f"In image {k}: {listed}."]
 

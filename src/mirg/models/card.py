@@ -72,6 +72,11 @@ def _labels(plan: dict[str, Any]) -> str:
     return " (each colour-and-shape label one token)" if plan.get("label_tokens") else ""
 
 
+def _order(plan: dict[str, Any]) -> str:
+    """The order of the objects in its lists (`mirg data trajectories --order`)."""
+    return "alphabetically by label" if plan.get("order") == "label" else "left to right"
+
+
 def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
     """README.md: architecture, parameters, data and stages, wall time, metrics and the exact command."""
     plan, metrics = summary["plan"], summary["metrics"]
@@ -86,7 +91,8 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         "",
         f"- Architecture: {_config_line(folder)}{_labels(plan)}",
         f"- Parameters: {_parameters(folder):,}",
-        f"- Images: {plan['image_size']} px; boxes written as the family's coordinates (see `mirg model info`).",
+        f"- Images: {plan['image_size']} px; boxes written as the family's coordinates (see `mirg model info`); "
+        f"objects listed {_order(plan)}.",
         f"- Seed {plan['seed']}; learning rate {plan['learning_rate']}{_cooldown(plan)}; batch {plan['batch_size']}.",
         "",
         "## Stages",

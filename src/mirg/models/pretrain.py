@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mirg.data.trajectories import ORDERS
 from mirg.errors import MirgError
 from mirg.pipeline import peak_rss_mib, run_mirg
 
@@ -113,6 +114,7 @@ class PretrainPlan:
     shares: str = DEFAULT_SHARES  # the curriculum stages' relative shares of the time (see curriculum)
     max_images: int = DEFAULT_MAX_IMAGES  # most images in the several-images stage
     cooldown: float = 0.0  # the last stage's learning rate falls linearly to zero over this fraction of it
+    order: str = "left-to-right"  # the order of the objects in every list (`mirg data trajectories --order`)
     image_size: int = 112
     learning_rate: float = 1e-3
     batch_size: int = 8
@@ -161,7 +163,7 @@ def make_stage_data(plan: PretrainPlan, stage: Stage, coords: str, index: int) -
     data, traj = make_perception_data(plan, stage, index, n), plan.work("traj", stage.name)
     if not (traj / "sft.jsonl").is_file():
         run_mirg(["data", "trajectories", "--data", str(data), "--out", str(traj), "--detail", stage.detail,
-                  "--coords", coords], plan.work("logs", f"traj_{stage.name}.txt"), quiet=True)
+                  "--order", plan.order, "--coords", coords], plan.work("logs", f"traj_{stage.name}.txt"), quiet=True)
     return traj
 
 
@@ -274,7 +276,7 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
 OPTION_DEFAULTS: dict[str, Any] = {
     "minutes": 60.0, "seed": 0, "family": "qwen3_vl", "size": "s", "rope_theta": None, "lm_layers": None,
     "label_tokens": False, "label_tokens_last": False, "vision_minutes": None, "eval_samples": 200, "freeze_vision": False, "word_targets": False,
-    "detail": "answer",
+    "detail": "answer", "order": "left-to-right",
     "select": "best", "shares": DEFAULT_SHARES, "max_images": DEFAULT_MAX_IMAGES, "cooldown": 0.0,
 }
 
@@ -301,6 +303,7 @@ def recorded_options(folder: Path) -> dict[str, Any]:
                    "eval_samples": int(plan["eval_samples"]),
                    "freeze_vision": "--freeze_vision" in plan["extra"],
                    "word_targets": "--word-targets" in plan["vision_extra"], "detail": str(last["detail"]),
+                   "order": str(plan.get("order", "left-to-right")),
                    "select": str(plan.get("select", "best")), "shares": str(plan.get("shares", DEFAULT_SHARES)),
                    "max_images": int(plan.get("max_images", DEFAULT_MAX_IMAGES)),
                    "cooldown": float(plan.get("cooldown", 0.0))}
@@ -327,6 +330,8 @@ def resolve_options(given: dict[str, Any], like: Path | None = None) -> dict[str
     if options["label_tokens"] and options["label_tokens_last"]:
         raise MirgError("--label-tokens (from the start) and --label-tokens-last (before the last stage) exclude "
                         "each other; choose one")
+    if options["order"] not in ORDERS:
+        raise MirgError(f"unknown --order {options['order']!r}; choose one of {', '.join(ORDERS)}")
     if not 1 <= options["max_images"] <= 6:
         raise MirgError(f"--max-images must be 1..6, got {options['max_images']}")
     if not 0 <= options["cooldown"] < 1:
@@ -344,7 +349,7 @@ def explicit_command(out: Path, options: dict[str, Any]) -> str:
     so that it rebuilds the model whatever later defaults or ``--like`` models say).
 
     >>> explicit_command(Path("b"), {**OPTION_DEFAULTS, "lm_layers": 4, "freeze_vision": True})
-    'mirg model pretrain-tiny --out b --minutes 60 --seed 0 --family qwen3_vl --size s --lm-layers 4 --eval-samples 200 --freeze-vision --detail answer --select best --shares 35,35,15 --max-images 3 --cooldown 0'
+    'mirg model pretrain-tiny --out b --minutes 60 --seed 0 --family qwen3_vl --size s --lm-layers 4 --eval-samples 200 --freeze-vision --detail answer --order left-to-right --select best --shares 35,35,15 --max-images 3 --cooldown 0'
     """
     import shlex
 
