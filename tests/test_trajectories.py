@@ -499,3 +499,31 @@ def test_synth_output_scores_perfectly(tmp_path):
         assert len(metrics["tasks"]) == 10
         for task, m in metrics["tasks"].items():
             assert (m["acc@0.5"], m["image_acc"]) == (1.0, 1.0), (coords, task)
+
+
+def test_list_order_counts_template_lists_as_right_in_their_own_order_only(tmp_path):
+    """benchmarks/list_order.py: template chain answers written in label order are right in that order, every
+    one; read as left-to-right lists, those whose objects the two orders arrange differently are not."""
+    import subprocess
+    import sys
+
+    data, out, run = tmp_path / "synth", tmp_path / "chain", tmp_path / "run"
+    assert main(["data", "synth", "--out", str(data), "--n", "40", "--seed", "9", "--image-size", "112"]) == 0
+    assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "chain",
+                 "--coords", "norm1000", "--order", "label"]) == 0
+    run.mkdir()
+    (run / "predictions.jsonl").write_text("".join(
+        json.dumps({"id": r["id"], "response": completion_text(r)}) + "\n" for r in read_jsonl(out / "sft.jsonl")))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "list_order.py"
+    counts = {}
+    for order in ("label", "left-to-right"):
+        proc = subprocess.run([sys.executable, str(script), "--data", str(data), "--run", str(run), "--order", order],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        counts[order] = json.loads(proc.stdout)["all"]
+    lists = sum(1 for s in read_manifest(data) for objs in s.objects if len(objs) > 1)
+    assert counts["label"] == {"lists": lists, "order_right": lists, "labels_right": lists, "repeated": 0}
+    differ = sum(1 for s in read_manifest(data) for objs in s.objects
+                 if len(objs) > 1 and by_label(objs) != left_to_right_by_centre(objs))
+    assert differ > 0 and counts["left-to-right"]["order_right"] == lists - differ
+    assert counts["left-to-right"]["labels_right"] == lists
