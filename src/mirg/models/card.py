@@ -47,8 +47,10 @@ def wall_time_line(summary: dict[str, Any]) -> str:
     peak = f"peak memory {summary['peak_rss_mib']:.0f} MiB"
     if not earlier:
         return f"{train}; total with data and evaluation {total}; {peak}."
-    return (f"{train}. This run resumed an earlier run of the same command, which had trained "
-            f"{', '.join(earlier)}; the resumed run took {total} with data and evaluation; {peak} (resumed run).")
+    names = earlier[0] if len(earlier) == 1 else f"{', '.join(earlier[:-1])} and {earlier[-1]}"
+    stages = "stage" if len(earlier) == 1 else "stages"
+    return (f"{train}. This run resumed an earlier run of the same command, which had trained the {names} "
+            f"{stages}; the resumed run took {total} with data and evaluation; {peak} (resumed run).")
 
 
 def described_text(summary: dict[str, Any], listing: dict[str, Any]) -> str:
