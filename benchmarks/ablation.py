@@ -16,6 +16,7 @@ Usage (the measurement in benchmarks/RESULTS.md):
     python benchmarks/ablation.py --out runs/ablation --variants sft_continued,sft_grpo   # the control and the method only
     python benchmarks/ablation.py --out runs/ablation_b --model DIR   # a base before it is shipped
     python benchmarks/ablation.py --out runs/ablation_long --sft-minutes 20 --variants sft_continued,sft_grpo   # after a longer stage 1
+    python benchmarks/ablation.py --out runs/ablation_data --n-train 24000   # more distinct training samples
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 from mirg.data.trajectories import DETAILS
 from mirg.demo import DemoPlan, check_plan, evaluate_blind, grpo_args, make_data, resolve_detail, sft_args
@@ -47,10 +49,12 @@ def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
 
 
 def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | None = None,
-             model: str = "embedded", sft_minutes: float | None = None) -> dict[str, dict]:
+             model: str = "embedded", **plan_fields: Any) -> dict[str, dict]:
+    """Every variant of one seed; ``plan_fields`` (``sft_minutes``, ``n_train``, ``sft_lr``) replace the demo's where not None."""
     plan = DemoPlan(out=out / f"seed{seed}", seed=seed, model=model)
-    if sft_minutes is not None:
-        plan.sft_minutes = sft_minutes
+    for name, value in plan_fields.items():
+        if value is not None:
+            setattr(plan, name, value)
     if detail is not None:
         plan.detail = detail
     base = str(resolve_model_path(plan.model))
@@ -105,9 +109,14 @@ def main() -> None:
     parser.add_argument("--variants", help="comma-separated variants to run besides sft (default: all of them)")
     parser.add_argument("--sft-minutes", type=float,
                         help="stage 1's wall time (default: the demo's); longer asks whether GRPO adds more once SFT has levelled off")
+    parser.add_argument("--n-train", type=int, help="training samples (default: the demo's)")
+    parser.add_argument("--sft-lr", type=float, help="stage 1's learning rate, also when continued (default: the demo's)")
     opts = parser.parse_args()
     if opts.sft_minutes is not None and opts.sft_minutes <= 0:
         parser.error(f"--sft-minutes must be positive, got {opts.sft_minutes}")
+    for flag, value in (("--n-train", opts.n_train), ("--sft-lr", opts.sft_lr)):
+        if value is not None and value <= 0:
+            parser.error(f"{flag} must be positive, got {value}")
     seeds = [int(s) for s in opts.seeds.split(",")]
     only = None
     if opts.variants:
@@ -116,7 +125,8 @@ def main() -> None:
         if only - known:
             parser.error(f"unknown variant(s) {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}")
     try:
-        per_seed = {seed: run_seed(opts.out, seed, opts.detail, only, opts.model, opts.sft_minutes) for seed in seeds}
+        per_seed = {seed: run_seed(opts.out, seed, opts.detail, only, opts.model, sft_minutes=opts.sft_minutes,
+                                  n_train=opts.n_train, sft_lr=opts.sft_lr) for seed in seeds}
     except MirgError as exc:  # a folder started with another plan, a failed stage: one line, not a traceback
         sys.exit(f"ablation: {exc}")
     summary = aggregate(per_seed)

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     out = tmp_path / "demo"
@@ -40,14 +42,16 @@ def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
     for name in ("a", "b"):
         out = tmp_path / name
         args = [sys.executable, "-m", "mirg", "demo", "--out", str(out), "--n-train", "40", "--n-test", "8",
-                "--sft-steps", "3", "--grpo-steps", "2"]
+                "--sft-steps", "3", "--grpo-steps", "2", "--grpo-lr", "0.0001"]
         proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         summaries.append(json.loads((out / "summary.json").read_text()))
         assert "--sft-steps 3 --grpo-steps 2" in proc.stdout
+        assert "--learning_rate 0.0001 " in proc.stdout.split("$ mirg grpo ", 1)[1]  # stage 2 at the rate asked
     a, b = summaries
     assert a["steps"] == b["steps"] == {"sft": 3, "sft_grpo": 2}
-    assert a["repeat"].startswith("mirg demo --out NEW_FOLDER --seed 0 --n-train 40 --n-test 8 --detail ")
+    assert a["repeat"].startswith("mirg demo --out NEW_FOLDER --seed 0 --n-train 40 --n-test 8 --grpo-lr 0.0001 --detail ")
+    assert a["plan"]["grpo_lr"] == 1e-4
     assert a["repeat"].endswith("--sft-steps 3 --grpo-steps 2")
 
     def measured(stages):  # every metric, without the folders each run names
@@ -57,6 +61,14 @@ def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
     for stage in ("sft", "sft_grpo"):
         assert (tmp_path / "a" / stage / "model.safetensors").read_bytes() == \
             (tmp_path / "b" / stage / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("flag", ["--sft-lr", "--grpo-lr", "--n-train"])
+def test_demo_refuses_a_learning_rate_or_size_that_is_not_positive(tmp_path, flag):
+    proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), flag, "0"],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert proc.returncode == 2 and f"{flag} must be positive, got 0" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "d").exists()
 
 
 def test_demo_takes_minutes_or_steps_for_a_stage_not_both(tmp_path):
