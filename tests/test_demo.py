@@ -149,3 +149,18 @@ def test_demo_refuses_an_other_plan_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(out)], capture_output=True, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
     assert proc.returncode == 2 and "holds no plan.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_repeat_command_writes_every_changed_setting_so_the_cli_reads_it_back():
+    """summary.json's `repeat`: sizes as integers (a million samples is not `1e+06`), rates as the floats given."""
+    from pathlib import Path
+
+    from mirg.cli import build_parser
+    from mirg.demo import DemoPlan, repeat_command
+
+    plan = DemoPlan(out=Path("x"), n_train=1_000_000, sft_lr=1e-3, grpo_lr=1e-5, detail="chain", order="label")
+    command = repeat_command(plan, {"sft": 3, "sft_grpo": 2})
+    assert "--n-train 1000000 --sft-lr 0.001 --grpo-lr 1e-05 " in command
+    args = build_parser().parse_args(command.split()[1:])
+    assert (args.n_train, args.sft_lr, args.grpo_lr, args.sft_steps) == (1_000_000, 1e-3, 1e-5, 3)
+    assert "--n-train" not in repeat_command(DemoPlan(out=Path("x"), detail="chain", order="label"), {"sft": 1, "sft_grpo": 1})

@@ -31,13 +31,13 @@ class DemoPlan:
     seed: int = 0
     model: str = "embedded"
     image_size: int = 112
-    #: Stage 1 passes about 1.2 times over 24,000 samples in its 9 minutes on a 2-core CPU; over 8,000 it passed three
+    #: Stage 1 passes about 1.1 times over 24,000 samples in its 9 minutes on a 2-core CPU; over 8,000 it passed three
     #: times and learnt the samples (SFT 44.0% against 46.5%, seed 0; synthesis 25 s; benchmarks/RESULTS.md).
     n_train: int = 24000
     n_val: int = 100
     n_test: int = 200
     #: With the embedded base stage 1 still learns after 6 minutes (three seeds: 38.3% -> 43.8% with 3 more);
-    #: 9 + 3 minutes keep `make demo` under 14 minutes on a 2-core CPU (13:37 with 24,000 samples; RESULTS.md).
+    #: 9 + 3 minutes keep `make demo` under 14 minutes on a 2-core CPU (13:39 with 24,000 samples; RESULTS.md).
     sft_minutes: float = 9.0
     grpo_minutes: float = 3.0
     #: A step count instead of the minutes: the stage trains exactly that many steps however fast the machine, so
@@ -281,7 +281,7 @@ def repeat_command(plan: DemoPlan, steps: dict[str, int]) -> str:
     for flag, value, default in (("--n-train", plan.n_train, DemoPlan.n_train), ("--n-test", plan.n_test, DemoPlan.n_test),
                                  ("--sft-lr", plan.sft_lr, DemoPlan.sft_lr), ("--grpo-lr", plan.grpo_lr, DemoPlan.grpo_lr)):
         if value != default:
-            parts += [flag, f"{value:g}"]
+            parts += [flag, str(value) if isinstance(value, int) else f"{value:g}"]  # 1e+06 samples: not an int
     parts += ["--detail", str(plan.detail), "--order", str(plan.order)] + ([] if plan.freeze_vision else ["--train-vision"])
     return " ".join(parts + ["--sft-steps", str(steps["sft"]), "--grpo-steps", str(steps["sft_grpo"])])
 
