@@ -63,11 +63,12 @@ def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
             (tmp_path / "b" / stage / "model.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("flag", ["--sft-lr", "--grpo-lr", "--n-train"])
-def test_demo_refuses_a_learning_rate_or_size_that_is_not_positive(tmp_path, flag):
-    proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), flag, "0"],
+@pytest.mark.parametrize("flag, value", [("--sft-lr", "0"), ("--grpo-lr", "-0.5"), ("--sft-lr", "nan"),
+                                         ("--grpo-lr", "inf"), ("--n-train", "0")])
+def test_demo_refuses_a_learning_rate_or_size_that_is_not_positive(tmp_path, flag, value):
+    proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), flag, value],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
-    assert proc.returncode == 2 and f"{flag} must be positive, got 0" in proc.stderr
+    assert proc.returncode == 2 and f"{flag} must be positive, got {value}" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "d").exists()
 
 

@@ -281,7 +281,7 @@ def repeat_command(plan: DemoPlan, steps: dict[str, int]) -> str:
     for flag, value, default in (("--n-train", plan.n_train, DemoPlan.n_train), ("--n-test", plan.n_test, DemoPlan.n_test),
                                  ("--sft-lr", plan.sft_lr, DemoPlan.sft_lr), ("--grpo-lr", plan.grpo_lr, DemoPlan.grpo_lr)):
         if value != default:
-            parts += [flag, str(value) if isinstance(value, int) else f"{value:g}"]  # 1e+06 samples: not an int
+            parts += [flag, str(value)]  # str: exact for ints and floats, read back by the CLI as given
     parts += ["--detail", str(plan.detail), "--order", str(plan.order)] + ([] if plan.freeze_vision else ["--train-vision"])
     return " ".join(parts + ["--sft-steps", str(steps["sft"]), "--grpo-steps", str(steps["sft_grpo"])])
 

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                         ("n_test", args.n_test), ("sft_steps", args.sft_steps), ("grpo_steps", args.grpo_steps),
                         ("sft_lr", args.sft_lr), ("grpo_lr", args.grpo_lr)):
         if value is not None:
-            if value <= 0:
+            if not 0 < value < float("inf"):  # nan and inf too: argparse's float takes them
                 raise MirgError(f"--{name.replace('_', '-')} must be positive, got {value}")
             setattr(plan, name, value)
     if args.detail is not None:
