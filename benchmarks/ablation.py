@@ -112,10 +112,8 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, help="training samples (default: the demo's)")
     parser.add_argument("--sft-lr", type=float, help="stage 1's learning rate, also when continued (default: the demo's)")
     opts = parser.parse_args()
-    if opts.sft_minutes is not None and opts.sft_minutes <= 0:
-        parser.error(f"--sft-minutes must be positive, got {opts.sft_minutes}")
-    for flag, value in (("--n-train", opts.n_train), ("--sft-lr", opts.sft_lr)):
-        if value is not None and value <= 0:
+    for flag, value in (("--sft-minutes", opts.sft_minutes), ("--n-train", opts.n_train), ("--sft-lr", opts.sft_lr)):
+        if value is not None and not 0 < value < float("inf"):  # nan and inf too
             parser.error(f"{flag} must be positive, got {value}")
     seeds = [int(s) for s in opts.seeds.split(",")]
     only = None
