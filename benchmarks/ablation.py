@@ -17,6 +17,7 @@ Usage (the measurement in benchmarks/RESULTS.md):
     python benchmarks/ablation.py --out runs/ablation_b --model DIR   # a base before it is shipped
     python benchmarks/ablation.py --out runs/ablation_long --sft-minutes 20 --variants sft_continued,sft_grpo   # after a longer stage 1
     python benchmarks/ablation.py --out runs/ablation_data --n-train 24000   # more distinct training samples
+    python benchmarks/ablation.py --out runs/ablation_dw --decision-weight 5   # stage 1 weighting the decision sentence
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
 
 def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | None = None,
              model: str = "embedded", **plan_fields: Any) -> dict[str, dict]:
-    """Every variant of one seed; ``plan_fields`` (``sft_minutes``, ``n_train``, ``sft_lr``) replace the demo's where not None."""
+    """Every variant of one seed; ``plan_fields`` (``sft_minutes``, ``n_train``, ``sft_lr``, ``decision_weight``) replace the demo's where not None."""
     plan = DemoPlan(out=out / f"seed{seed}", seed=seed, model=model)
     for name, value in plan_fields.items():
         if value is not None:
@@ -111,8 +112,11 @@ def main() -> None:
                         help="stage 1's wall time (default: the demo's); longer asks whether GRPO adds more once SFT has levelled off")
     parser.add_argument("--n-train", type=int, help="training samples (default: the demo's)")
     parser.add_argument("--sft-lr", type=float, help="stage 1's learning rate, also when continued (default: the demo's)")
+    parser.add_argument("--decision-weight", type=float,
+                        help="stage 1's loss weight on the decision sentence, also when continued (default: the demo's)")
     opts = parser.parse_args()
-    for flag, value in (("--sft-minutes", opts.sft_minutes), ("--n-train", opts.n_train), ("--sft-lr", opts.sft_lr)):
+    for flag, value in (("--sft-minutes", opts.sft_minutes), ("--n-train", opts.n_train), ("--sft-lr", opts.sft_lr),
+                        ("--decision-weight", opts.decision_weight)):
         if value is not None and not 0 < value < float("inf"):  # nan and inf too
             parser.error(f"{flag} must be positive, got {value}")
     seeds = [int(s) for s in opts.seeds.split(",")]
@@ -124,7 +128,8 @@ def main() -> None:
             parser.error(f"unknown variant(s) {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}")
     try:
         per_seed = {seed: run_seed(opts.out, seed, opts.detail, only, opts.model, sft_minutes=opts.sft_minutes,
-                                  n_train=opts.n_train, sft_lr=opts.sft_lr) for seed in seeds}
+                                  n_train=opts.n_train, sft_lr=opts.sft_lr, decision_weight=opts.decision_weight)
+                    for seed in seeds}
     except MirgError as exc:  # a folder started with another plan, a failed stage: one line, not a traceback
         sys.exit(f"ablation: {exc}")
     summary = aggregate(per_seed)

@@ -64,7 +64,7 @@ def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
 
 
 @pytest.mark.parametrize("flag, value", [("--sft-lr", "0"), ("--grpo-lr", "-0.5"), ("--sft-lr", "nan"),
-                                         ("--grpo-lr", "inf"), ("--n-train", "0")])
+                                         ("--grpo-lr", "inf"), ("--n-train", "0"), ("--decision-weight", "0")])
 def test_demo_refuses_a_learning_rate_or_size_that_is_not_positive(tmp_path, flag, value):
     proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), flag, value],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
@@ -159,9 +159,11 @@ def test_repeat_command_writes_every_changed_setting_so_the_cli_reads_it_back():
     from mirg.cli import build_parser
     from mirg.demo import DemoPlan, repeat_command
 
-    plan = DemoPlan(out=Path("x"), n_train=1_000_000, sft_lr=1e-3, grpo_lr=1e-5, detail="chain", order="label")
+    plan = DemoPlan(out=Path("x"), n_train=1_000_000, sft_lr=1e-3, grpo_lr=1e-5, decision_weight=2.5, detail="chain",
+                    order="label")
     command = repeat_command(plan, {"sft": 3, "sft_grpo": 2})
-    assert "--n-train 1000000 --sft-lr 0.001 --grpo-lr 1e-05 " in command
+    assert "--n-train 1000000 --sft-lr 0.001 --grpo-lr 1e-05 --decision-weight 2.5 " in command
     args = build_parser().parse_args(command.split()[1:])
-    assert (args.n_train, args.sft_lr, args.grpo_lr, args.sft_steps) == (1_000_000, 1e-3, 1e-5, 3)
+    assert (args.n_train, args.sft_lr, args.grpo_lr, args.decision_weight, args.sft_steps) == (1_000_000, 1e-3, 1e-5,
+                                                                                             2.5, 3)
     assert "--n-train" not in repeat_command(DemoPlan(out=Path("x"), detail="chain", order="label"), {"sft": 1, "sft_grpo": 1})

@@ -50,6 +50,17 @@ def trajectories(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def chain_trajectories(tmp_path_factory) -> Path:
+    """The same kind of samples as ``trajectories`` written as chains (`--detail chain`: the target named in a
+    sentence of its own, ``The target is the X in image k.``)."""
+    root = tmp_path_factory.mktemp("chain")
+    assert main(["data", "synth", "--out", str(root / "synth"), "--n", "8", "--image-size", "112"]) == 0
+    assert main(["data", "trajectories", "--data", str(root / "synth"), "--out", str(root / "traj"),
+                 "--coords", "resized", "--max-pixels", TINY_MAX_PIXELS, "--detail", "chain"]) == 0
+    return root / "traj"
+
+
+@pytest.fixture(scope="module")
 def short_trajectories(tmp_path_factory) -> Path:
     """Short answers (2-3 images each), so that a few SFT steps teach the format and GRPO rewards vary."""
     return write_trajectories(tmp_path_factory.mktemp("short") / "traj", n=16, images_per_prompt=(2, 3),
@@ -227,6 +238,52 @@ def test_sft_completion_only_loss_equals_trls_loss_and_gradients(tiny, trajector
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(ours_grads, trl_grads))
     logged = trainer._metrics["train"]
     assert len(logged["entropy"]) == len(logged["mean_token_accuracy"]) == 2  # the same metrics as TRL's, both times
+
+
+def test_sft_decision_weight_multiplies_the_loss_of_the_decision_sentence_only(tiny, chain_trajectories, tmp_path):
+    """``--decision_weight W``: the tokens after the prefix up to the full stop count W times, every other completion
+    token once, over the same token count; the weighted tokens are exactly the decision's (label and image)."""
+    import re
+
+    import torch
+    import torch.nn.functional as F
+
+    from mirg.train.common import prepare_run
+    from mirg.train.config import SFTArguments, parse_arguments
+    from mirg.train.sft import build_sft_trainer, decision_mask
+
+    args = parse_arguments(SFTArguments, ["--model", str(tiny), "--data", str(chain_trajectories), "--output_dir",
+                                          str(tmp_path / "o"), "--per_device_train_batch_size", "4", "--decision_weight",
+                                          "3", *QUIET], "sft")
+    setup = prepare_run(args, "sft")
+    trainer = build_sft_trainer(args, setup)
+    model = trainer.model.train()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    tokenizer = setup.processor.tokenizer
+    labels = batch["labels"][:, 1:]
+    decision = decision_mask(labels, *trainer._decision_ids())
+    for row_labels, row_decision in zip(labels, decision):
+        label, image = re.search(r"The target is the (.+?) in image (\d+)\.", tokenizer.decode(row_labels[row_labels != -100])).groups()
+        assert tokenizer.decode(row_labels[row_decision]) == f" {label} in image {image}."
+    with torch.no_grad():
+        ours = trainer.compute_loss(model, batch)
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1]
+        mask = labels != -100
+        nll = F.cross_entropy(logits[mask].float(), labels[mask], reduction="none")
+        expected = (nll.sum() + 2 * nll[decision[mask]].sum()) / mask.sum()
+    assert torch.allclose(ours, expected, rtol=1e-5), (ours, expected)
+    assert trainer._metrics["train"]["decision_tokens"] == [float(decision.sum())]
+
+
+@pytest.mark.parametrize("flags, reason", [
+    (["--decision_weight", "0"], "--decision_weight must be a positive number, got 0.0"),
+    (["--decision_weight", "2", "--decision_prefix", "The target is the"],
+     "no completion holds --decision_prefix 'The target is the'"),
+    (["--decision_weight", "2", "--use_lora", "true"], "does not combine with --use_lora"),
+])
+def test_sft_decision_weight_refusals(tiny, trajectories, tmp_path, capsys, flags, reason):
+    code = sft(tiny, trajectories, tmp_path / "o", *flags)
+    assert reason in one_line_error(capsys, code, tmp_path / "o")
 
 
 def test_sft_length_column_is_each_records_collated_length(tiny, trajectories, tmp_path):

@@ -48,6 +48,8 @@ class DemoPlan:
     #: (benchmarks/RESULTS.md, "Stage-2 ablation").
     sft_lr: float = 2e-3
     grpo_lr: float = 5e-5
+    #: Stage 1's loss weight on the decision sentence's tokens (``mirg sft --decision_weight``; 1: every token alike).
+    decision_weight: float = 1.0
     batch_size: int = 16
     num_generations: int = 4
     max_completion_length: int = 320  # list trajectories of 2-4 images stay under ~290 tokens
@@ -108,7 +110,7 @@ def resolve_detail(plan: DemoPlan, base: Path) -> None:
 #: Plan fields that do not change what the demo trains or measures: a rerun may change them freely.
 FREE_FIELDS = ("out", "eval_batch_size")
 #: Plan fields added after demos were first recorded, with the value an older plan.json meant by leaving them out.
-ADDED_FIELDS = {"order": "left-to-right"}
+ADDED_FIELDS = {"order": "left-to-right", "decision_weight": 1.0}
 
 
 def weights_identity(model_dir: Path, hash_limit: int = 100 * 2**20) -> dict[str, Any]:
@@ -201,7 +203,11 @@ def sft_args(plan: DemoPlan, model: str, out: Path, minutes: float, report: str 
             "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "20",
             "--per_device_train_batch_size", str(plan.batch_size), "--save_strategy", "no", "--report_to", report,
             "--seed", str(plan.seed), "--logging_steps", "20", "--train_sampling_strategy", "group_by_length",
-            *vision_args(plan), *plan.extra_sft]
+            *vision_args(plan), *decision_args(plan), *plan.extra_sft]
+
+
+def decision_args(plan: DemoPlan) -> list[str]:
+    return [] if plan.decision_weight == 1 else ["--decision_weight", str(plan.decision_weight)]
 
 
 def grpo_args(plan: DemoPlan, model: str, out: Path, rewards: str = "format,image,object",
@@ -279,7 +285,8 @@ def repeat_command(plan: DemoPlan, steps: dict[str, int]) -> str:
     if plan.model != "embedded":
         parts += ["--model", plan.model]
     for flag, value, default in (("--n-train", plan.n_train, DemoPlan.n_train), ("--n-test", plan.n_test, DemoPlan.n_test),
-                                 ("--sft-lr", plan.sft_lr, DemoPlan.sft_lr), ("--grpo-lr", plan.grpo_lr, DemoPlan.grpo_lr)):
+                                 ("--sft-lr", plan.sft_lr, DemoPlan.sft_lr), ("--grpo-lr", plan.grpo_lr, DemoPlan.grpo_lr),
+                                 ("--decision-weight", plan.decision_weight, DemoPlan.decision_weight)):
         if value != default:
             parts += [flag, str(value)]  # str: exact for ints and floats, read back by the CLI as given
     parts += ["--detail", str(plan.detail), "--order", str(plan.order)] + ([] if plan.freeze_vision else ["--train-vision"])

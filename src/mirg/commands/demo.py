@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grpo-steps", type=int, help="train stage 2 for exactly this many steps instead of --grpo-minutes")
     p.add_argument("--sft-lr", type=float, help=f"stage-1 (SFT) learning rate, constant (default {d.sft_lr:g})")
     p.add_argument("--grpo-lr", type=float, help=f"stage-2 (GRPO) learning rate, constant (default {d.grpo_lr:g})")
+    p.add_argument("--decision-weight", type=float,
+                   help=f"stage-1 loss weight of the decision sentence's tokens, the target's label and image "
+                   f"(`mirg sft --decision_weight`; default {d.decision_weight:g})")
     p.add_argument("--n-train", type=int, help=f"training samples (default {d.n_train})")
     p.add_argument("--n-test", type=int, help=f"held-out test samples (default {d.n_test})")
     from mirg.data.trajectories import DETAILS, ORDERS
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             raise MirgError(f"give --{stage}-minutes or --{stage}-steps, not both")
     for name, value in (("sft_minutes", args.sft_minutes), ("grpo_minutes", args.grpo_minutes), ("n_train", args.n_train),
                         ("n_test", args.n_test), ("sft_steps", args.sft_steps), ("grpo_steps", args.grpo_steps),
-                        ("sft_lr", args.sft_lr), ("grpo_lr", args.grpo_lr)):
+                        ("sft_lr", args.sft_lr), ("grpo_lr", args.grpo_lr), ("decision_weight", args.decision_weight)):
         if value is not None:
             if not 0 < value < float("inf"):  # nan and inf too: argparse's float takes them
                 raise MirgError(f"--{name.replace('_', '-')} must be positive, got {value}")

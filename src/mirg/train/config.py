@@ -153,6 +153,27 @@ class SFTArguments(MirgArguments, SFTConfig):
     report_to: None | str | list[str] = field(
         default="tensorboard", metadata={"help": "Where to log: tensorboard (default), none, wandb, ..."}
     )
+    decision_weight: float = field(
+        default=1.0,
+        metadata={"help": "Loss weight of the decision: the tokens after --decision_prefix up to the next full stop "
+                          "(the target's label and image in a chain trajectory), against 1 for every other "
+                          "completion token; the loss stays divided by the token count (1: TRL's loss)."},
+    )
+    decision_prefix: str = field(
+        default="The target is the",
+        metadata={"help": "Words that open the decision sentence (default: the chain trajectories' "
+                          "'The target is the')."},
+    )
+
+    def __post_init__(self):
+        import math
+
+        if not (isinstance(self.decision_weight, (int, float)) and math.isfinite(self.decision_weight)
+                and self.decision_weight > 0):
+            raise MirgError(f"--decision_weight must be a positive number, got {self.decision_weight}")
+        if not self.decision_prefix.strip():
+            raise MirgError("--decision_prefix is empty; give the words that open the decision sentence")
+        super().__post_init__()
 
 
 @dataclass

@@ -7,6 +7,10 @@ On a CPU the loss is computed on the completion positions alone (:class:`Complet
 fused LM head scores only those positions where Triton runs (GPUs) and every position elsewhere, prompt and
 image tokens included, which is about a quarter of a tiny model's step on a CPU.
 
+``--decision_weight W`` weights the tokens of the sentence that names the target (after ``--decision_prefix``,
+the chain's ``The target is the``, up to its full stop: the label and the image, where the cross-image decision is
+written) W times in that loss, on every device; the sum stays divided by the completion's token count.
+
 ``--train_sampling_strategy group_by_length`` (transformers' length-grouped sampler) batches records of
 similar length, so less of each batch is padding: records carry no token ids before the collator runs, so
 :func:`add_length_column` gives each its chat-templated length with the images' tokens (what the first
@@ -38,6 +42,56 @@ def check_sft_options(args: SFTArguments) -> None:
         raise MirgError("packing is not supported for image data; set packing: false")
     if args.max_length is not None and args.max_length < 64:
         raise MirgError(f"max_length {args.max_length} is too short for image prompts (image tokens must fit)")
+    if args.decision_weight != 1 and (args.use_lora or args.label_smoothing_factor or args.loss_type != "nll"):
+        raise MirgError("--decision_weight weights the plain next-token loss of all weights; it does not combine "
+                        "with --use_lora, --label_smoothing_factor or another --loss_type")
+
+
+def decision_token_ids(tokenizer, prefix: str) -> tuple[list[list[int]], set[int]]:
+    """How ``prefix`` is tokenized after a space and at the start of a text, and every token holding a full stop
+    (where a decision sentence ends)."""
+    forms = {tuple(tokenizer.encode(text, add_special_tokens=False)) for text in (" " + prefix, prefix)}
+    stops = {i for token, i in tokenizer.get_vocab().items() if "." in tokenizer.convert_tokens_to_string([token])}
+    return [list(form) for form in sorted(forms) if form], stops
+
+
+def decision_mask(labels, prefixes: list[list[int]], stops: set[int]):
+    """``labels``-shaped booleans: the tokens after each occurrence of a prefix, up to and including the next
+    token that holds a full stop (or the end of the row).
+
+    >>> import torch
+    >>> decision_mask(torch.tensor([[5, 1, 2, 7, 8, 9, 4]]), [[1, 2]], {9}).int().tolist()
+    [[0, 0, 0, 1, 1, 1, 0]]
+    """
+    import torch
+
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    for prefix in prefixes:
+        width = len(prefix)
+        if labels.shape[1] <= width:
+            continue
+        windows = labels.unfold(1, width, 1) == torch.as_tensor(prefix, device=labels.device)
+        for row, start in windows.all(-1).nonzero().tolist():
+            end = start + width
+            while end < labels.shape[1]:
+                mask[row, end] = True
+                if int(labels[row, end]) in stops:
+                    break
+                end += 1
+    return mask
+
+
+def check_decision_prefix(args: SFTArguments, dataset) -> None:
+    """With a decision weight, the prefix must open a sentence in the completions (else the weight does nothing)."""
+    from mirg.errors import MirgError
+
+    if args.decision_weight == 1:
+        return
+    texts = (part.get("text") or "" for turns in dataset.with_format(None)["completion"] for turn in turns
+             for part in (turn.get("content") if isinstance(turn.get("content"), list) else [{"text": turn.get("content")}]))
+    if not any(args.decision_prefix in text for text in texts):
+        raise MirgError(f"--decision_weight {args.decision_weight:g}: no completion holds --decision_prefix "
+                        f"{args.decision_prefix!r}, so the weight would change nothing")
 
 
 LENGTH_SAMPLERS = ("group_by_length", "batch_rebalance")
@@ -88,10 +142,19 @@ def completion_loss_trainer_class():
         """
 
         def _completion_only(self, model, inputs) -> bool:
-            return (model.training and "labels" in inputs and self.accelerator.num_processes == 1
-                    and inputs["labels"].device.type == "cpu" and self.compute_loss_func is None
+            """This loss where it is the faster path (one CPU process) or a decision weight asks for it."""
+            if not (model.training and "labels" in inputs and self.compute_loss_func is None
                     and self.label_smoother is None and self.args.loss_type == "nll" and not self.aux_loss_enabled
-                    and not is_peft_model(self.accelerator.unwrap_model(model)))
+                    and not is_peft_model(self.accelerator.unwrap_model(model))):
+                return False
+            return self.args.decision_weight != 1 or (self.accelerator.num_processes == 1
+                                                     and inputs["labels"].device.type == "cpu")
+
+        def _decision_ids(self):
+            if not hasattr(self, "_decision_tokens"):
+                tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+                self._decision_tokens = decision_token_ids(tokenizer, self.args.decision_prefix)
+            return self._decision_tokens
 
         def _set_signature_columns_if_needed(self):
             """Keep the length column a length-grouped sampler reads (TRL keeps only the conversation's)."""
@@ -112,7 +175,14 @@ def completion_loss_trainer_class():
             logits = core.get_output_embeddings()(hidden[mask]).float()
             targets = labels[mask]
             count = torch.as_tensor(mask.sum() if num_items_in_batch is None else num_items_in_batch).clamp(min=1)
-            loss = F.cross_entropy(logits, targets, reduction="sum") / count.to(logits.device)
+            nll = F.cross_entropy(logits, targets, reduction="none")
+            if self.args.decision_weight != 1:
+                decision = decision_mask(labels, *self._decision_ids())[mask]
+                nll = torch.where(decision, nll * self.args.decision_weight, nll)
+                self._metrics["train"]["decision_tokens"].append(float(decision.sum()))
+            loss = nll.sum() / count.to(logits.device)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # the count is every process's (as transformers does)
             self._log_token_metrics(logits.detach(), targets, inputs)
             return loss
 
@@ -152,6 +222,7 @@ def run_sft(args: SFTArguments) -> Path | dict:
             setup.dataset = add_length_column(setup.dataset, setup.processor, args.length_column_name)
         except MirgError as exc:
             raise MirgError(f"{setup.data_file}: {exc}") from None
+    check_decision_prefix(args, setup.dataset)
     if args.dry_run:
         report = dry_run_report(args, setup)
         print_dry_run(report)
