@@ -28,6 +28,7 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     assert "base" in page and "sft_grpo" in page and "<table" in page and "mirg data blind" in page
     assert "AVG acc@0.5" in proc.stdout  # the summary table in the terminal
     assert summary["plan"]["freeze_vision"] is True
+    assert "--decision_weight 5.0" in proc.stdout.split("$ mirg sft ", 1)[1].splitlines()[0]  # chain: weighted
     assert_vision_kept(out / "sft_grpo")
     # A rerun finds every stage complete and only rebuilds the summary.
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
@@ -167,3 +168,18 @@ def test_repeat_command_writes_every_changed_setting_so_the_cli_reads_it_back():
     assert (args.n_train, args.sft_lr, args.grpo_lr, args.decision_weight, args.sft_steps) == (1_000_000, 1e-3, 1e-5,
                                                                                              2.5, 3)
     assert "--n-train" not in repeat_command(DemoPlan(out=Path("x"), detail="chain", order="label"), {"sft": 1, "sft_grpo": 1})
+
+
+def test_decision_weight_goes_to_sft_only_where_the_trajectories_write_the_decision_sentence():
+    from pathlib import Path
+
+    from mirg.demo import DemoPlan, sft_args
+
+    def flags(**fields):
+        args = sft_args(DemoPlan(out=Path("x"), **fields), "m", Path("x/sft"), 1.0)
+        return args[args.index("--decision_weight") + 1] if "--decision_weight" in args else None
+
+    assert flags(detail="chain") == "5.0"
+    assert flags(detail="chain", decision_weight=2) == "2"
+    assert flags(detail="chain", decision_weight=1.0) is None
+    assert flags(detail="list") is None and flags(detail="brief") is None

@@ -65,20 +65,19 @@ def decision_mask(labels, prefixes: list[list[int]], stops: set[int]):
     """
     import torch
 
-    mask = torch.zeros_like(labels, dtype=torch.bool)
+    rows = labels.tolist()  # one transfer from the device, then plain lists
+    mask = [[False] * len(row) for row in rows]
     for prefix in prefixes:
         width = len(prefix)
-        if labels.shape[1] <= width:
-            continue
-        windows = labels.unfold(1, width, 1) == torch.as_tensor(prefix, device=labels.device)
-        for row, start in windows.all(-1).nonzero().tolist():
-            end = start + width
-            while end < labels.shape[1]:
-                mask[row, end] = True
-                if int(labels[row, end]) in stops:
-                    break
-                end += 1
-    return mask
+        for r, row in enumerate(rows):
+            for start in range(len(row) - width + 1):
+                if row[start] != prefix[0] or row[start:start + width] != prefix:
+                    continue
+                for end in range(start + width, len(row)):
+                    mask[r][end] = True
+                    if row[end] in stops:
+                        break
+    return torch.tensor(mask, dtype=torch.bool, device=labels.device)
 
 
 def check_decision_prefix(args: SFTArguments, dataset) -> None:
