@@ -51,7 +51,8 @@ def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
 
 def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | None = None,
              model: str = "embedded", **plan_fields: Any) -> dict[str, dict]:
-    """Every variant of one seed; ``plan_fields`` (``sft_minutes``, ``n_train``, ``sft_lr``, ``decision_weight``) replace the demo's where not None."""
+    """Every variant of one seed; ``plan_fields`` (``sft_minutes``, ``n_train``, ``sft_lr``, ``decision_weight``)
+    replace the demo's where not None."""
     plan = DemoPlan(out=out / f"seed{seed}", seed=seed, model=model)
     for name, value in plan_fields.items():
         if value is not None:

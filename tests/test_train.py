@@ -253,8 +253,8 @@ def test_sft_decision_weight_multiplies_the_loss_of_the_decision_sentence_only(t
     from mirg.train.sft import build_sft_trainer, decision_mask
 
     args = parse_arguments(SFTArguments, ["--model", str(tiny), "--data", str(chain_trajectories), "--output_dir",
-                                          str(tmp_path / "o"), "--per_device_train_batch_size", "4", "--decision_weight",
-                                          "3", *QUIET], "sft")
+                                          str(tmp_path / "o"), "--per_device_train_batch_size", "4",
+                                          "--decision_weight", "3", *QUIET], "sft")
     setup = prepare_run(args, "sft")
     trainer = build_sft_trainer(args, setup)
     model = trainer.model.train()
@@ -263,7 +263,8 @@ def test_sft_decision_weight_multiplies_the_loss_of_the_decision_sentence_only(t
     labels = batch["labels"][:, 1:]
     decision = decision_mask(labels, *trainer._decision_ids())
     for row_labels, row_decision in zip(labels, decision):
-        label, image = re.search(r"The target is the (.+?) in image (\d+)\.", tokenizer.decode(row_labels[row_labels != -100])).groups()
+        completion = tokenizer.decode(row_labels[row_labels != -100])
+        label, image = re.search(r"The target is the (.+?) in image (\d+)\.", completion).groups()
         assert tokenizer.decode(row_labels[row_decision]) == f" {label} in image {image}."
     with torch.no_grad():
         ours = trainer.compute_loss(model, batch)

@@ -37,7 +37,8 @@ class DemoPlan:
     n_val: int = 100
     n_test: int = 200
     #: With the embedded base stage 1 still learns after 6 minutes (three seeds: 38.3% -> 43.8% with 3 more);
-    #: 9 + 3 minutes keep `make demo` under 14 minutes on a 2-core CPU (13:34 with 24,000 samples and the decision weighted; RESULTS.md).
+    #: 9 + 3 minutes keep `make demo` under 14 minutes on a 2-core CPU (13:34 with 24,000 samples and the decision
+    #: weighted; RESULTS.md).
     sft_minutes: float = 9.0
     grpo_minutes: float = 3.0
     #: A step count instead of the minutes: the stage trains exactly that many steps however fast the machine, so
@@ -209,7 +210,7 @@ def sft_args(plan: DemoPlan, model: str, out: Path, minutes: float, report: str 
 
 
 def decision_args(plan: DemoPlan) -> list[str]:
-    """The decision weight where the trajectories write the sentence it weights (``chain``: ``The target is the ...``)."""
+    """The decision weight where the trajectories write the sentence it weights (``chain``: ``The target is the``)."""
     if plan.decision_weight == 1 or plan.detail != "chain":
         return []
     return ["--decision_weight", str(plan.decision_weight)]
@@ -289,9 +290,10 @@ def repeat_command(plan: DemoPlan, steps: dict[str, int]) -> str:
     parts = ["mirg", "demo", "--out", "NEW_FOLDER", "--seed", str(plan.seed)]
     if plan.model != "embedded":
         parts += ["--model", plan.model]
-    for flag, value, default in (("--n-train", plan.n_train, DemoPlan.n_train), ("--n-test", plan.n_test, DemoPlan.n_test),
-                                 ("--sft-lr", plan.sft_lr, DemoPlan.sft_lr), ("--grpo-lr", plan.grpo_lr, DemoPlan.grpo_lr),
-                                 ("--decision-weight", plan.decision_weight, DemoPlan.decision_weight)):
+    changeable = (("--n-train", "n_train"), ("--n-test", "n_test"), ("--sft-lr", "sft_lr"), ("--grpo-lr", "grpo_lr"),
+                  ("--decision-weight", "decision_weight"))
+    for flag, name in changeable:
+        value, default = getattr(plan, name), getattr(DemoPlan, name)
         if value != default:
             parts += [flag, str(value)]  # str: exact for ints and floats, read back by the CLI as given
     parts += ["--detail", str(plan.detail), "--order", str(plan.order)] + ([] if plan.freeze_vision else ["--train-vision"])

@@ -86,9 +86,12 @@ def check_decision_prefix(args: SFTArguments, dataset) -> None:
 
     if args.decision_weight == 1:
         return
-    texts = (part.get("text") or "" for turns in dataset.with_format(None)["completion"] for turn in turns
-             for part in (turn.get("content") if isinstance(turn.get("content"), list) else [{"text": turn.get("content")}]))
-    if not any(args.decision_prefix in text for text in texts):
+    def texts(turn: dict):
+        content = turn.get("content")
+        return [part.get("text") or "" for part in content] if isinstance(content, list) else [content or ""]
+
+    completions = dataset.with_format(None)["completion"]
+    if not any(args.decision_prefix in text for turns in completions for turn in turns for text in texts(turn)):
         raise MirgError(f"--decision_weight {args.decision_weight:g}: no completion holds --decision_prefix "
                         f"{args.decision_prefix!r}, so the weight would change nothing")
 
