@@ -163,23 +163,39 @@ def test_repeat_command_writes_every_changed_setting_so_the_cli_reads_it_back():
     plan = DemoPlan(out=Path("x"), n_train=1_000_000, sft_lr=1e-3, grpo_lr=1e-5, decision_weight=2.5, detail="chain",
                     order="label")
     command = repeat_command(plan, {"sft": 3, "sft_grpo": 2})
-    assert "--n-train 1000000 --sft-lr 0.001 --grpo-lr 1e-05 --decision-weight 2.5 " in command
+    assert "--n-train 1000000 --sft-lr 0.001 --grpo-lr 1e-05 --detail chain --order label --decision-weight 2.5 " in command
     args = build_parser().parse_args(command.split()[1:])
     assert (args.n_train, args.sft_lr, args.grpo_lr, args.decision_weight, args.sft_steps) == (1_000_000, 1e-3, 1e-5,
                                                                                              2.5, 3)
     assert "--n-train" not in repeat_command(DemoPlan(out=Path("x"), detail="chain", order="label"), {"sft": 1, "sft_grpo": 1})
 
 
-def test_decision_weight_goes_to_sft_only_where_the_trajectories_write_the_decision_sentence():
+def test_decision_weight_goes_to_sft_only_where_the_trajectories_write_the_decision_sentence(tmp_path):
     from pathlib import Path
 
-    from mirg.demo import DemoPlan, sft_args
+    import pytest
+
+    from mirg.demo import DemoPlan, resolve_detail, sft_args
+    from mirg.errors import MirgError
 
     def flags(**fields):
-        args = sft_args(DemoPlan(out=Path("x"), **fields), "m", Path("x/sft"), 1.0)
-        return args[args.index("--decision_weight") + 1] if "--decision_weight" in args else None
+        plan = DemoPlan(out=Path("x"), **fields)
+        resolve_detail(plan, tmp_path)
+        args = sft_args(plan, "m", Path("x/sft"), 1.0)
+        return plan.decision_weight, args[args.index("--decision_weight") + 1] if "--decision_weight" in args else None
 
-    assert flags(detail="chain") == "5.0"
-    assert flags(detail="chain", decision_weight=2) == "2"
-    assert flags(detail="chain", decision_weight=1.0) is None
-    assert flags(detail="list") is None and flags(detail="brief") is None
+    assert flags(detail="chain") == (5.0, "5.0")
+    assert flags(detail="chain", decision_weight=2) == (2, "2")
+    assert flags(detail="chain", decision_weight=1.0) == (1.0, None)
+    assert flags(detail="list") == (1.0, None) and flags(detail="brief") == (1.0, None)
+    assert flags(detail="list", decision_weight=1) == (1, None)
+    with pytest.raises(MirgError, match="--detail list writes none"):
+        flags(detail="list", decision_weight=5)
+
+
+def test_demo_refuses_a_decision_weight_for_trajectories_without_the_sentence(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), "--detail", "list",
+                           "--decision-weight", "5"], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert proc.returncode == 2 and "--detail list writes none" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "d").exists()

@@ -49,10 +49,9 @@ class DemoPlan:
     #: (benchmarks/RESULTS.md, "Stage-2 ablation").
     sft_lr: float = 2e-3
     grpo_lr: float = 5e-5
-    #: Stage 1's loss weight on the decision sentence's tokens (``mirg sft --decision_weight``): ~6 of a chain's ~150
-    #: tokens carry the cross-image decision. Seed 0: SFT 60.0% at 5 against 48.5% at 1 and 57.0% at 10 (RESULTS.md).
-    #: Used with ``chain`` trajectories only, the detail that writes that sentence.
-    decision_weight: float = 5.0
+    #: Stage 1's loss weight on the decision sentence's tokens (``mirg sft --decision_weight``); None:
+    #: CHAIN_DECISION_WEIGHT with ``chain`` trajectories, the only detail that writes that sentence, else 1.
+    decision_weight: float | None = None
     batch_size: int = 16
     num_generations: int = 4
     max_completion_length: int = 320  # list trajectories of 2-4 images stay under ~290 tokens
@@ -101,13 +100,26 @@ def pretrained_order(base: Path) -> str:
     return order if order in ORDERS else "left-to-right"
 
 
+#: ~6 of a chain's ~150 tokens carry the cross-image decision. Seed 0: SFT 60.0% at 5 against 48.5% at 1 and 57.0% at
+#: 10; three seeds 55.0% against 46.7% (benchmarks/RESULTS.md).
+CHAIN_DECISION_WEIGHT = 5.0
+
+
 def resolve_detail(plan: DemoPlan, base: Path) -> None:
-    """Fill in ``plan.detail`` and ``plan.order`` where they were left to the base: its list format, else
-    ``brief``; its list order, else left to right."""
+    """Fill in ``plan.detail``, ``plan.order`` and ``plan.decision_weight`` where they were left open: the base's list
+    format, else ``brief``; its list order, else left to right; CHAIN_DECISION_WEIGHT for chains, else 1. A decision
+    weight given for trajectories that write no decision sentence is refused (it would weight nothing)."""
     if plan.detail is None:
         plan.detail = pretrained_detail(base) or "brief"
     if plan.order is None:
         plan.order = pretrained_order(base)
+    from mirg.errors import MirgError
+
+    if plan.decision_weight is None:
+        plan.decision_weight = CHAIN_DECISION_WEIGHT if plan.detail == "chain" else 1.0
+    elif plan.decision_weight != 1 and plan.detail != "chain":
+        raise MirgError(f"--decision-weight weights the decision sentence of chain trajectories; --detail "
+                        f"{plan.detail} writes none (use --detail chain, or leave the weight out)")
 
 
 #: Plan fields that do not change what the demo trains or measures: a rerun may change them freely.
@@ -210,8 +222,8 @@ def sft_args(plan: DemoPlan, model: str, out: Path, minutes: float, report: str 
 
 
 def decision_args(plan: DemoPlan) -> list[str]:
-    """The decision weight where the trajectories write the sentence it weights (``chain``: ``The target is the``)."""
-    if plan.decision_weight == 1 or plan.detail != "chain":
+    """Stage 1's decision weight where it is not 1 (resolved by :func:`resolve_detail`)."""
+    if plan.decision_weight is None or plan.decision_weight == 1:
         return []
     return ["--decision_weight", str(plan.decision_weight)]
 
@@ -290,13 +302,13 @@ def repeat_command(plan: DemoPlan, steps: dict[str, int]) -> str:
     parts = ["mirg", "demo", "--out", "NEW_FOLDER", "--seed", str(plan.seed)]
     if plan.model != "embedded":
         parts += ["--model", plan.model]
-    changeable = (("--n-train", "n_train"), ("--n-test", "n_test"), ("--sft-lr", "sft_lr"), ("--grpo-lr", "grpo_lr"),
-                  ("--decision-weight", "decision_weight"))
-    for flag, name in changeable:
-        value, default = getattr(plan, name), getattr(DemoPlan, name)
+    for flag, value, default in (("--n-train", plan.n_train, DemoPlan.n_train),
+                                 ("--n-test", plan.n_test, DemoPlan.n_test), ("--sft-lr", plan.sft_lr, DemoPlan.sft_lr),
+                                 ("--grpo-lr", plan.grpo_lr, DemoPlan.grpo_lr)):
         if value != default:
             parts += [flag, str(value)]  # str: exact for ints and floats, read back by the CLI as given
-    parts += ["--detail", str(plan.detail), "--order", str(plan.order)] + ([] if plan.freeze_vision else ["--train-vision"])
+    parts += ["--detail", str(plan.detail), "--order", str(plan.order), "--decision-weight", str(plan.decision_weight)]
+    parts += [] if plan.freeze_vision else ["--train-vision"]
     return " ".join(parts + ["--sft-steps", str(steps["sft"]), "--grpo-steps", str(steps["sft_grpo"])])
 
 
@@ -324,11 +336,11 @@ def run_demo(plan: DemoPlan) -> dict:
     from mirg.models.registry import adapter_for, resolve_model_path
 
     start = time.monotonic()
-    plan.out.mkdir(parents=True, exist_ok=True)
     base_dir = resolve_model_path(plan.model)
     coords = adapter_for(base_dir).coords
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     resolve_detail(plan, base_dir)
+    plan.out.mkdir(parents=True, exist_ok=True)  # only once the plan is whole: a refused one writes nothing
     check_plan(plan, base_dir)
     make_data(plan, coords)
     models = train_stages(plan, str(base_dir))

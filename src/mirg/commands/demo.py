@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data splits and training (default 0)")
     p.add_argument("--model", default="embedded", help="base model folder (default: the embedded base)")
-    from mirg.demo import DemoPlan  # light: the plan's defaults, shown in the help
+    from mirg.demo import CHAIN_DECISION_WEIGHT, DemoPlan  # light: the plan's defaults, shown in the help
 
     d = DemoPlan(out=None)  # type: ignore[arg-type]
     p.add_argument("--sft-minutes", type=float, help=f"stage-1 (SFT) wall time in minutes (default {d.sft_minutes:g})")
@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grpo-lr", type=float, help=f"stage-2 (GRPO) learning rate, constant (default {d.grpo_lr:g})")
     p.add_argument("--decision-weight", type=float,
                    help=f"stage-1 loss weight of the decision sentence's tokens, the target's label and image "
-                   f"(`mirg sft --decision_weight`; default {d.decision_weight:g})")
+                   f"(`mirg sft --decision_weight`; default {CHAIN_DECISION_WEIGHT:g} with chain trajectories, the "
+                   f"only ones that write that sentence, else 1)")
     p.add_argument("--n-train", type=int, help=f"training samples (default {d.n_train})")
     p.add_argument("--n-test", type=int, help=f"held-out test samples (default {d.n_test})")
     from mirg.data.trajectories import DETAILS, ORDERS

@@ -86,6 +86,23 @@ def count_image_parts(prompt: Any) -> int:
     )
 
 
+def message_texts(messages: Any) -> list[str]:
+    """The text parts of a conversation's messages (a message's content is a string or a list of parts).
+
+    >>> message_texts([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "image"}]},
+    ...                {"role": "user", "content": "b"}])
+    ['a', 'b']
+    """
+    texts = []
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [part.get("text") or "" for part in content if isinstance(part, dict) and part.get("type") != "image"]
+    return texts
+
+
 def prompt_coords(prompt: Any) -> str | None:
     """The coordinate space a prompt's answer-format instruction asks for, if it carries one.
 
@@ -93,13 +110,7 @@ def prompt_coords(prompt: Any) -> str | None:
     >>> prompt_coords(user_message("Find it.", 2, "norm1000"))
     'norm1000'
     """
-    text = "".join(
-        part.get("text") or ""
-        for message in (prompt if isinstance(prompt, list) else [])
-        if isinstance(message, dict) and isinstance(message.get("content"), list)
-        for part in message["content"]
-        if isinstance(part, dict)
-    )
+    text = "".join(message_texts(prompt))
     for space in COORD_HINTS:
         if instruction(space) in text:
             return space

@@ -83,15 +83,12 @@ def decision_mask(labels, prefixes: list[list[int]], stops: set[int]):
 def check_decision_prefix(args: SFTArguments, dataset) -> None:
     """With a decision weight, the prefix must open a sentence in the completions (else the weight does nothing)."""
     from mirg.errors import MirgError
+    from mirg.train.data import message_texts
 
     if args.decision_weight == 1:
         return
-    def texts(turn: dict):
-        content = turn.get("content")
-        return [part.get("text") or "" for part in content] if isinstance(content, list) else [content or ""]
-
     completions = dataset.with_format(None)["completion"]
-    if not any(args.decision_prefix in text for turns in completions for turn in turns for text in texts(turn)):
+    if not any(args.decision_prefix in text for turns in completions for text in message_texts(turns)):
         raise MirgError(f"--decision_weight {args.decision_weight:g}: no completion holds --decision_prefix "
                         f"{args.decision_prefix!r}, so the weight would change nothing")
 
