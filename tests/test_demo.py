@@ -27,6 +27,9 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     page = (out / "report.html").read_text()
     assert "base" in page and "sft_grpo" in page and "<table" in page and "mirg data blind" in page
     assert "AVG acc@0.5" in proc.stdout  # the summary table in the terminal
+    se = summary["stages"]["sft"]["task_mean_acc@0.5_se"]  # shown beside it: what the 12 samples drawn allow
+    sft_row = next(line for line in proc.stdout.splitlines() if line.startswith("sft "))
+    assert sft_row.split()[2] == f"{100 * se:.1f}" and "± se: one standard error" in proc.stdout
     assert summary["plan"]["freeze_vision"] is True
     assert "--decision_weight 5.0" in proc.stdout.split("$ mirg sft ", 1)[1].splitlines()[0]  # chain: weighted
     assert_vision_kept(out / "sft_grpo")

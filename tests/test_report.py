@@ -48,6 +48,8 @@ def test_report_contents(run):
     out, html_path, samples, scores = run
     md = (out / "report.md").read_text()
     assert "| common_object | 3 |" in md and "task mean (AVG)" in md
+    se = summarize(scores)["overall"]["task_mean_acc@0.5_se"]
+    assert f"± {100 * se:.1f} points (one standard error from the 6 samples drawn" in md
     assert "## Training curves" in md and "## Predicted vs target image" in md
     assert len(list((out / "report_files").glob("curve_*.png"))) == 4  # loss, rewards, KL, length
     gallery = [p for p in (out / "report_files").glob("*.png") if not p.name.startswith("curve_")]

@@ -98,6 +98,9 @@ def test_default_mode_is_image_aware_and_converts_coordinates(small_dataset, tmp
     assert m["tasks"]["diff"]["parse_rate"] == 0.0
     assert m["overall"]["task_mean_acc@0.5"] == pytest.approx(0.25)
     assert m["overall"]["pooled_acc@0.5"] == pytest.approx(1 / 3)
+    # the task mean's standard error: common_object 1 of 2 (0.5 * 0.5 / 2), diff 0 of 1 (0), over two tasks
+    assert m["overall"]["task_mean_acc@0.5_se"] == pytest.approx(0.125 ** 0.5 / 2)
+    assert "AVG acc@0.5 25.0% ± 17.7 points" in proc.stdout + proc.stderr
     assert m["overall"]["missing_predictions"] == 1
     rows = [json.loads(line) for line in per.read_text().splitlines()]
     assert set(rows[0]) == {"id", "task", "format_ok", "parse_ok", "pred_image", "image_correct", "iou", "pred_box_pixels"}
@@ -176,3 +179,69 @@ def test_score_and_help_do_not_import_torch(small_dataset, tmp_path):
         capture_output=True, text=True,
     )
     assert "LOADED []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _score(sample_id: str, task: str, iou_value: float) -> "SampleScore":
+    from mirg.scoring import SampleScore
+
+    return SampleScore(sample_id, task, True, True, 1, iou_value > 0, iou_value, [0.0, 0.0, 1.0, 1.0])
+
+
+def test_paired_difference_is_the_task_mean_difference_with_a_paired_bootstrap():
+    from mirg.scoring import paired_difference
+
+    # task x: a right on all 10, b on none (+1); task y: both right on the same 5 of 10 (0): task mean +0.5
+    a = [_score(f"x{i}", "x", 0.9) for i in range(10)]
+    a += [_score(f"y{i}", "y", 0.9 if i < 5 else 0.1) for i in range(10)]
+    b = [_score(f"x{i}", "x", 0.2) for i in range(10)]
+    b += [_score(f"y{i}", "y", 0.6 if i < 5 else 0.0) for i in range(10)]
+    d = paired_difference(a, list(reversed(b)))  # matched by id, not by order
+    assert d["diff"] == pytest.approx(0.5) and d["n"] == 20 and d["num_tasks"] == 2
+    # every draw of x gives +1 and every draw of y gives 0 (both models agree on each y sample): no spread
+    assert d["ci95"] == pytest.approx([0.5, 0.5]) and d["se"] == pytest.approx(0.0)
+    assert paired_difference(a, a)["diff"] == 0.0
+
+
+def test_paired_difference_spread_matches_the_standard_error_of_a_mean():
+    from mirg.scoring import paired_difference
+
+    # per-sample differences +1, 0, 0, -1 repeated: mean 0, population variance 0.5, n = 40
+    a_hit, b_hit = (True, True, False, False), (False, True, False, True)
+    a = [_score(f"s{i}", "t", 0.9 if a_hit[i % 4] else 0.0) for i in range(40)]
+    b = [_score(f"s{i}", "t", 0.9 if b_hit[i % 4] else 0.0) for i in range(40)]
+    d = paired_difference(a, b, reps=4000, seed=1)
+    assert d["diff"] == pytest.approx(0.0)
+    assert d["se"] == pytest.approx((0.5 / 40) ** 0.5, rel=0.1)
+    assert d["ci95"][0] < 0 < d["ci95"][1]
+    assert len(d["diffs"]) == 4000
+
+
+def test_paired_difference_refuses_runs_on_different_samples():
+    from mirg.errors import MirgError
+    from mirg.scoring import paired_difference
+
+    a = [_score("x0", "x", 0.9), _score("x1", "x", 0.9)]
+    with pytest.raises(MirgError, match="same samples"):
+        paired_difference(a, a[:1])
+    with pytest.raises(MirgError, match="same samples"):
+        paired_difference(a + a[:1], a + a[:1])
+    with pytest.raises(MirgError, match="'x' in one run and 'y'"):
+        paired_difference(a, [_score("x0", "x", 0.9), _score("x1", "y", 0.9)])
+
+
+def test_per_sample_scores_read_back_from_mirg_score(small_dataset, tmp_path, mirg):
+    from mirg.errors import MirgError
+    from mirg.scoring import paired_difference, read_sample_scores
+
+    right = {"id": "a", "response": render_answer(2, [250, 200, 500, 533.3333333])}
+    preds = write_predictions(tmp_path / "p.jsonl", [right])
+    per = tmp_path / "per.jsonl"
+    proc = mirg("score", "--data", str(small_dataset), "--predictions", str(preds), "--out", str(tmp_path / "m.json"),
+                "--per-sample", str(per), "--coords", "norm1000")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_sample_scores(per)
+    assert [r.id for r in rows] == ["a", "b", "c"] and rows[0].iou == pytest.approx(1.0) and rows[2].parse_ok is False
+    assert paired_difference(rows, rows)["diff"] == 0.0
+    per.write_text(per.read_text() + '{"id": "d"}\n', encoding="utf-8")
+    with pytest.raises(MirgError, match=r"per.jsonl:4: not a per-sample score row"):
+        read_sample_scores(per)

@@ -276,15 +276,19 @@ def summary_table(metrics: dict[str, dict[str, Any]]) -> str:
     """Base vs SFT vs SFT+GRPO: task-mean acc@0.5 (MIG-Bench's AVG), pooled, mIoU, image accuracy."""
     from mirg.eval.report import _pct
 
-    rows = [f"{'stage':<10}{'AVG acc@0.5':>13}{'pooled':>9}{'mIoU':>8}{'image':>8}{'format':>8}"]
+    rows = [f"{'stage':<10}{'AVG acc@0.5':>13}{'± se':>7}{'pooled':>9}{'mIoU':>8}{'image':>8}{'format':>8}"]
     for stage, m in metrics.items():
         o = m["overall"]
-        rows.append(f"{stage:<10}{_pct(o['task_mean_acc@0.5']):>13}{_pct(o['pooled_acc@0.5']):>9}"
-                    f"{_pct(o['pooled_mean_iou']):>8}{_pct(o['pooled_image_acc']):>8}{_pct(o['pooled_format_rate']):>8}")
+        rows.append(f"{stage:<10}{_pct(o['task_mean_acc@0.5']):>13}{_pct(o.get('task_mean_acc@0.5_se')):>7}"
+                    f"{_pct(o['pooled_acc@0.5']):>9}{_pct(o['pooled_mean_iou']):>8}{_pct(o['pooled_image_acc']):>8}"
+                    f"{_pct(o['pooled_format_rate']):>8}")
     tasks = sorted({t for m in metrics.values() for t in m["tasks"]})
     rows += ["", f"{'task (acc@0.5)':<18}" + "".join(f"{s:>10}" for s in metrics)]
     for task in tasks:
-        rows.append(f"{task:<18}" + "".join(f"{_pct(m['tasks'].get(task, {}).get('acc@0.5')):>10}" for m in metrics.values()))
+        cells = (_pct(m["tasks"].get(task, {}).get("acc@0.5")) for m in metrics.values())
+        rows.append(f"{task:<18}" + "".join(f"{c:>10}" for c in cells))
+    rows += ["", "± se: one standard error of AVG from the test samples drawn; two stages can differ by about "
+             "twice it by the draw alone"]
     return "\n".join(rows)
 
 

@@ -27,4 +27,15 @@ def metrics_table(metrics: dict[str, Any]) -> str:
             f"{_pct(o[prefix + 'acc@0.7']):>9}{_pct(o[prefix + 'mean_iou']):>8}{_pct(o[prefix + 'image_acc']):>8}"
             f"{_pct(o[prefix + 'format_rate']):>8}{_pct(o[prefix + 'parse_rate']):>8}"
         )
-    return "\n".join(lines)
+    note = sampling_note(o)
+    return "\n".join(lines + ([note] if note else []))
+
+
+def sampling_note(overall: dict[str, Any]) -> str | None:
+    """One line on how far the task-mean acc@0.5 may move with the draw of samples (None where not recorded)."""
+    se = overall.get("task_mean_acc@0.5_se")
+    if se is None:
+        return None
+    return (f"AVG acc@0.5 {100 * overall['task_mean_acc@0.5']:.1f}% ± {100 * se:.1f} points (one standard error "
+            f"from the {overall['n']} samples drawn: two models measured on this many samples can differ by about "
+            "twice that by the draw alone)")

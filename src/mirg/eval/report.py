@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from mirg.report_text import sampling_note
 from mirg.schema import Sample
 from mirg.scoring import SampleScore
 
@@ -250,6 +251,8 @@ def write_report(run_dir: Path, title: str, samples: Sequence[Sample], scores: S
     """Write ``report.md`` (+ ``report_files/``) and ``report.html`` into ``run_dir``; returns the HTML path."""
     figures = curve_figures(read_log_history(model_dir)) + gallery(samples, scores, data_root, per_task)
     conf = confusion(samples, scores)
+    note = sampling_note(metrics["overall"])
+    notes = [*notes, note] if note else list(notes)
     files = run_dir / "report_files"
     files.mkdir(parents=True, exist_ok=True)
     for f in figures:
