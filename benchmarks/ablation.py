@@ -7,15 +7,20 @@ For every seed: the demo's data and stage-1 (SFT) model, then, each for the same
   no_object       GRPO without the object reward
   grpo_from_base  GRPO from the base, without SFT
 and the SFT model itself, and the blind baseline (`mirg data blind`: the answers the questions alone give); all
-evaluated on the same test split. Mean and spread over seeds go to
-OUT/ablation.json and OUT/ablation.md. The base is `embedded` unless --model names another: a seed's folder
-is the demo's (`mirg demo --out OUT/seedS --seed S --model M`), so a demo run with the same plan is reused as it is.
+evaluated on the demo's test split (200 samples) and on a second held-out split of --heldout samples (2,000 by
+default; nothing trains on either). Mean and spread over seeds, and the paired differences the claims are about
+(GRPO minus SFT continued, each stage, each reward) with a bootstrap interval over the split's samples, go to
+OUT/ablation.json and OUT/ablation.md. On 200 samples a model's task-mean acc@0.5 has a sampling error (one
+standard deviation) of about 3.5 points, as large as the effects asked about; on 2,000 about 1. The base is
+`embedded` unless --model names another: a seed's folder is the demo's (`mirg demo --out OUT/seedS --seed S
+--model M`), so a demo run with the same plan is reused as it is.
 
 Usage (the measurement in benchmarks/RESULTS.md):
     python benchmarks/ablation.py --out runs/ablation --seeds 0,1,2
     python benchmarks/ablation.py --out runs/ablation --variants sft_continued,sft_grpo   # the control and the method only
     python benchmarks/ablation.py --out runs/ablation_b --model DIR   # a base before it is shipped
     python benchmarks/ablation.py --out runs/ablation_long --sft-minutes 20 --variants sft_continued,sft_grpo   # after a longer stage 1
+    python benchmarks/ablation.py --out runs/ablation_s2 --stage2-minutes 9 --variants sft_continued,sft_grpo   # a longer stage 2
     python benchmarks/ablation.py --out runs/ablation_data --n-train 24000   # more distinct training samples
     python benchmarks/ablation.py --out runs/ablation_dw --decision-weight 5   # stage 1 weighting the decision sentence
 """
@@ -36,6 +41,10 @@ from mirg.models.registry import adapter_for, resolve_model_path
 from mirg.pipeline import run_mirg
 
 METRICS = ("task_mean_acc@0.5", "pooled_acc@0.5", "pooled_mean_iou", "pooled_image_acc")
+#: The differences the paper's claims are about, where both variants ran: the method against the control, what
+#: each stage adds, what each reward adds.
+PAIRS = (("sft_grpo", "sft_continued"), ("sft_grpo", "sft"), ("sft_continued", "sft"), ("sft_grpo", "no_image"),
+         ("sft_grpo", "no_object"))
 
 
 def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
@@ -50,9 +59,10 @@ def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
 
 
 def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | None = None,
-             model: str = "embedded", **plan_fields: Any) -> dict[str, dict]:
-    """Every variant of one seed; ``plan_fields`` (``sft_minutes``, ``n_train``, ``sft_lr``, ``decision_weight``)
-    replace the demo's where not None."""
+             model: str = "embedded", heldout: int = 0, **plan_fields: Any) -> dict[str, dict[str, dict]]:
+    """Every variant of one seed, evaluated on the test split and, where ``heldout`` > 0, on a second held-out
+    split of that many samples; returns ``{split: {variant: metrics}}``. ``plan_fields`` (``sft_minutes``,
+    ``grpo_minutes``, ``n_train``, ``sft_lr``, ``decision_weight``) replace the demo's where not None."""
     plan = DemoPlan(out=out / f"seed{seed}", seed=seed, model=model)
     for name, value in plan_fields.items():
         if value is not None:
@@ -65,23 +75,51 @@ def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | N
     check_plan(plan, Path(base))
     make_data(plan, adapter_for(base).coords)
     blind = evaluate_blind(plan)["overall"]  # the questions alone: what image choice is given away
-    results = {"blind": {k: blind[k] for k in METRICS}}
+    splits = ["test"] + ([make_heldout(plan, heldout)] if heldout else [])
+    results: dict[str, dict[str, dict]] = {split: {} for split in splits}
+    results["test"]["blind"] = {k: blind[k] for k in METRICS}
     for name, (args, folder) in variants(plan, base).items():
         if only is not None and name != "sft" and name not in only:
             continue
         if not (folder / "trainer_state.json").is_file():
             run_mirg(args, plan.path("logs", f"{name}.txt"), quiet=True)
-        run = plan.path("eval", name)
-        if not (run / "metrics.json").is_file():
-            run_mirg(["eval", "--model", str(folder), "--data", str(plan.path("data", "test")), "--out", str(run),
-                      "--batch-size", str(plan.eval_batch_size)], plan.path("logs", f"eval_{name}.txt"), quiet=True)
-        overall = json.loads((run / "metrics.json").read_text())["overall"]
-        results[name] = {k: overall[k] for k in METRICS}
-        print(json.dumps({"seed": seed, "variant": name, **results[name]}), flush=True)
+        for split in splits:
+            results[split][name] = evaluate(plan, name, folder, split)
+            print(json.dumps({"seed": seed, "split": split, "variant": name, **results[split][name]}), flush=True)
     return results
 
 
+def make_heldout(plan: DemoPlan, n: int) -> str:
+    """A second held-out split of ``n`` samples for this seed (seed + 30,000, its own ids): the demo's 200 test
+    samples give each model's task-mean acc@0.5 a sampling error of about ±3.5 points, as large as the effects
+    asked about; ``n`` = 2,000 brings it near ±1. Nothing trains on it. Returns the split's folder name."""
+    name = f"heldout{n}"
+    folder = plan.path("data", name)
+    if not (folder / "manifest.jsonl").is_file():
+        run_mirg(["data", "synth", "--out", str(folder), "--n", str(n), "--seed", str(plan.seed + 30_000),
+                  "--id-prefix", name, "--image-size", str(plan.image_size), "--overwrite"],
+                 plan.path("logs", f"synth_{name}.txt"), quiet=True)
+    return name
+
+
+def eval_dir(plan: DemoPlan, name: str, split: str) -> Path:
+    """Where one variant's evaluation on one split lives (the test split's where the demo puts it)."""
+    return plan.path("eval", name) if split == "test" else plan.path(f"eval_{split}", name)
+
+
+def evaluate(plan: DemoPlan, name: str, folder: Path, split: str) -> dict[str, float]:
+    """`mirg eval` of one variant on one split of the seed's data (kept if already there); its overall metrics."""
+    run = eval_dir(plan, name, split)
+    if not (run / "metrics.json").is_file():
+        log = f"eval_{name}.txt" if split == "test" else f"eval_{split}_{name}.txt"
+        run_mirg(["eval", "--model", str(folder), "--data", str(plan.path("data", split)), "--out", str(run),
+                  "--batch-size", str(plan.eval_batch_size)], plan.path("logs", log), quiet=True)
+    overall = json.loads((run / "metrics.json").read_text())["overall"]
+    return {k: overall[k] for k in METRICS}
+
+
 def aggregate(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and standard deviation over seeds of every variant's metrics on one split."""
     names = next(iter(per_seed.values())).keys()
     out = {}
     for name in names:
@@ -93,13 +131,54 @@ def aggregate(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict[str, dict[
     return out
 
 
-def markdown(summary: dict[str, dict[str, dict[str, float]]], seeds: list[int]) -> str:
-    lines = [f"Seeds {', '.join(map(str, seeds))}; mean ± standard deviation, in %.", "",
-             "| variant | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 1)]
+def paired(out: Path, seeds: list[int], split: str, names: set[str]) -> dict[str, dict]:
+    """Each of :data:`PAIRS` whose variants ran: the difference in task-mean acc@0.5 per seed, with a paired
+    bootstrap over the split's samples (:func:`mirg.scoring.paired_difference`), and its mean over seeds (the
+    seeds' draws averaged: the interval covers the test samples drawn, not the spread between training runs,
+    which the per-seed values show)."""
+    import numpy as np
+
+    from mirg.scoring import paired_difference, read_sample_scores
+
+    results = {}
+    for a, b in PAIRS:
+        if not {a, b} <= names:
+            continue
+        per_seed, draws = {}, []
+        for seed in seeds:
+            plan = DemoPlan(out=out / f"seed{seed}", seed=seed)
+            d = paired_difference(read_sample_scores(eval_dir(plan, a, split) / "per_sample.jsonl"),
+                                  read_sample_scores(eval_dir(plan, b, split) / "per_sample.jsonl"), seed=seed)
+            draws.append(d.pop("diffs"))
+            per_seed[seed] = d
+        mean = sum(draws) / len(draws)
+        results[f"{a} - {b}"] = {"per_seed": per_seed, "mean": {
+            "diff": statistics.mean(d["diff"] for d in per_seed.values()), "se": float(mean.std(ddof=1)),
+            "ci95": [float(v) for v in np.percentile(mean, [2.5, 97.5])]}}
+    return results
+
+
+def markdown(summary: dict[str, dict[str, dict[str, float]]], seeds: list[int], split: str, n: int,
+             pairs: dict[str, dict]) -> str:
+    """One split's table (mean ± sd over seeds) and its paired differences, in %."""
+    lines = [f"Split `{split}` ({n} samples a seed). Seeds {', '.join(map(str, seeds))}; mean ± standard "
+             "deviation, in %.", "", "| variant | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 1)]
     for name, metrics in summary.items():
         cells = [f"{100 * m['mean']:.1f} ± {100 * m['std']:.1f}" for m in metrics.values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if pairs:
+        lines += ["", "Paired differences in task-mean acc@0.5 (percentage points; 95% bootstrap interval over the "
+                  "split's samples):", "", "| difference | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+                  "|" + "---|" * (len(seeds) + 2)]
+        for label, d in pairs.items():
+            cells = [interval(d["per_seed"][s]) for s in seeds] + [interval(d["mean"])]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def interval(d: dict) -> str:
+    low, high = d["ci95"]
+    return f"{100 * d['diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
 def main() -> None:
@@ -111,12 +190,21 @@ def main() -> None:
     parser.add_argument("--variants", help="comma-separated variants to run besides sft (default: all of them)")
     parser.add_argument("--sft-minutes", type=float,
                         help="stage 1's wall time (default: the demo's); longer asks whether GRPO adds more once SFT has levelled off")
+    parser.add_argument("--stage2-minutes", type=float,
+                        help="the extra wall time every stage-2 variant gets, SFT continued included (default: the "
+                        "demo's GRPO minutes)")
     parser.add_argument("--n-train", type=int, help="training samples (default: the demo's)")
     parser.add_argument("--sft-lr", type=float, help="stage 1's learning rate, also when continued (default: the demo's)")
     parser.add_argument("--decision-weight", type=float,
                         help="stage 1's loss weight on the decision sentence, also when continued (default: the demo's)")
+    parser.add_argument("--heldout", type=int, default=2000, metavar="N",
+                        help="also evaluate every variant on a second held-out split of N samples per seed, where "
+                        "a difference of 3 points is above the sampling error (default 2000; 0: the test split only)")
     opts = parser.parse_args()
-    for flag, value in (("--sft-minutes", opts.sft_minutes), ("--n-train", opts.n_train), ("--sft-lr", opts.sft_lr),
+    if opts.heldout < 0:
+        parser.error(f"--heldout must be 0 or more, got {opts.heldout}")
+    for flag, value in (("--sft-minutes", opts.sft_minutes), ("--stage2-minutes", opts.stage2_minutes),
+                        ("--n-train", opts.n_train), ("--sft-lr", opts.sft_lr),
                         ("--decision-weight", opts.decision_weight)):
         if value is not None and not 0 < value < float("inf"):  # nan and inf too
             parser.error(f"{flag} must be positive, got {value}")
@@ -128,15 +216,24 @@ def main() -> None:
         if only - known:
             parser.error(f"unknown variant(s) {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}")
     try:
-        per_seed = {seed: run_seed(opts.out, seed, opts.detail, only, opts.model, sft_minutes=opts.sft_minutes,
-                                  n_train=opts.n_train, sft_lr=opts.sft_lr, decision_weight=opts.decision_weight)
+        per_seed = {seed: run_seed(opts.out, seed, opts.detail, only, opts.model, opts.heldout,
+                                   sft_minutes=opts.sft_minutes, grpo_minutes=opts.stage2_minutes,
+                                   n_train=opts.n_train, sft_lr=opts.sft_lr,
+                                   decision_weight=opts.decision_weight)
                     for seed in seeds}
+        report: dict[str, Any] = {"per_seed": per_seed, "summary": {}, "paired": {}}
+        texts = []
+        for split in per_seed[seeds[0]]:
+            by_seed = {seed: per_seed[seed][split] for seed in seeds}
+            report["summary"][split] = aggregate(by_seed)
+            report["paired"][split] = paired(opts.out, seeds, split, set(by_seed[seeds[0]]))
+            n = DemoPlan.n_test if split == "test" else opts.heldout
+            texts.append(markdown(report["summary"][split], seeds, split, n, report["paired"][split]))
     except MirgError as exc:  # a folder started with another plan, a failed stage: one line, not a traceback
         sys.exit(f"ablation: {exc}")
-    summary = aggregate(per_seed)
-    (opts.out / "ablation.json").write_text(json.dumps({"per_seed": per_seed, "summary": summary}, indent=2) + "\n")
-    (opts.out / "ablation.md").write_text(markdown(summary, seeds))
-    print(markdown(summary, seeds))
+    (opts.out / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
+    (opts.out / "ablation.md").write_text("\n".join(texts))
+    print("\n".join(texts))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     assert summary["peak_rss_mib"] > 0 and summary["wall_s"] > 0
     page = (out / "report.html").read_text()
     assert "base" in page and "sft_grpo" in page and "<table" in page and "mirg data blind" in page
+    assert "± se (the samples drawn)" in page
     assert "AVG acc@0.5" in proc.stdout  # the summary table in the terminal
     se = summary["stages"]["sft"]["task_mean_acc@0.5_se"]  # shown beside it: what the 12 samples drawn allow
     sft_row = next(line for line in proc.stdout.splitlines() if line.startswith("sft "))

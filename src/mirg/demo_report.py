@@ -11,7 +11,8 @@ from mirg.eval.report import STYLE, Figure, _html_figures, _html_table, _pct, cu
 
 BLIND_NOTE = ("blind: the answers the questions alone give, fitted on the training split (`mirg data blind`): "
               "image choice up to the blind row's is read from the question, not from the images.")
-OVERALL_COLUMNS = [("task_mean_acc@0.5", "AVG acc@0.5 (task mean)"), ("pooled_acc@0.5", "pooled acc@0.5"),
+OVERALL_COLUMNS = [("task_mean_acc@0.5", "AVG acc@0.5 (task mean)"),
+                   ("task_mean_acc@0.5_se", "± se (the samples drawn)"), ("pooled_acc@0.5", "pooled acc@0.5"),
                    ("pooled_acc@0.3", "acc@0.3"), ("pooled_acc@0.7", "acc@0.7"), ("pooled_mean_iou", "mIoU"),
                    ("pooled_image_acc", "image acc"), ("pooled_format_rate", "format")]
 
