@@ -71,18 +71,20 @@ def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
 @pytest.mark.parametrize("flag, value", [("--sft-lr", "0"), ("--grpo-lr", "-0.5"), ("--sft-lr", "nan"),
                                          ("--grpo-lr", "inf"), ("--n-train", "0"), ("--decision-weight", "0")])
 def test_demo_refuses_a_learning_rate_or_size_that_is_not_positive(tmp_path, flag, value):
-    proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), flag, value],
+    assert f"{flag} must be positive, got {value}" in refused_before_writing(tmp_path, flag, value)
+
+
+def refused_before_writing(tmp_path, *args: str) -> str:
+    """`mirg demo --out tmp_path/d ARGS` exits 2 with a one-line reason and writes no folder; returns its stderr."""
+    proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), *args],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
-    assert proc.returncode == 2 and f"{flag} must be positive, got {value}" in proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "d").exists()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and not (tmp_path / "d").exists()
+    return proc.stderr
 
 
 def test_demo_takes_minutes_or_steps_for_a_stage_not_both(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), "--sft-minutes", "1",
-                           "--sft-steps", "3"], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
-    assert proc.returncode == 2 and "--sft-minutes or --sft-steps, not both" in proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "d").exists()
+    stderr = refused_before_writing(tmp_path, "--sft-minutes", "1", "--sft-steps", "3")
+    assert "--sft-minutes or --sft-steps, not both" in stderr
 
 
 def assert_vision_kept(model_dir):
@@ -198,8 +200,4 @@ def test_decision_weight_goes_to_sft_only_where_the_trajectories_write_the_decis
 
 
 def test_demo_refuses_a_decision_weight_for_trajectories_without_the_sentence(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), "--detail", "list",
-                           "--decision-weight", "5"], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
-    assert proc.returncode == 2 and "--detail list writes none" in proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "d").exists()
+    assert "--detail list writes none" in refused_before_writing(tmp_path, "--detail", "list", "--decision-weight", "5")

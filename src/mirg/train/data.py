@@ -99,7 +99,8 @@ def message_texts(messages: Any) -> list[str]:
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
-            texts += [part.get("text") or "" for part in content if isinstance(part, dict) and part.get("type") != "image"]
+            parts = [part for part in content if isinstance(part, dict) and part.get("type") != "image"]
+            texts += [part.get("text") or "" for part in parts]
     return texts
 
 
