@@ -33,6 +33,8 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     assert sft_row.split()[2] == f"{100 * se:.1f}" and "± se: one standard error" in proc.stdout
     assert summary["plan"]["freeze_vision"] is True
     assert "--decision_weight 5.0" in proc.stdout.split("$ mirg sft ", 1)[1].splitlines()[0]  # chain: weighted
+    for stage in ("sft", "grpo"):  # no activations recomputed: a tiny model has the memory, the CPU not the time
+        assert "--activation_checkpointing false" in proc.stdout.split(f"$ mirg {stage} ", 1)[1].splitlines()[0]
     assert_vision_kept(out / "sft_grpo")
     # A rerun finds every stage complete and only rebuilds the summary.
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
@@ -141,6 +143,12 @@ def test_demo_continues_only_with_the_plan_it_was_started_with(tmp_path):
         check_plan(DemoPlan(out=plan.out, detail="brief"), base)
     with pytest.raises(MirgError, match="freeze_vision: True -> False"):
         check_plan(DemoPlan(out=plan.out, detail="list", freeze_vision=False), base)
+    recorded = json.loads((plan.out / "plan.json").read_text())
+    del recorded["activation_checkpointing"]  # a plan recorded before the field: TRL's default, recomputed
+    (plan.out / "plan.json").write_text(json.dumps(recorded))
+    with pytest.raises(MirgError, match="activation_checkpointing: True -> False"):
+        check_plan(plan, base)
+    check_plan(DemoPlan(out=plan.out, detail="list", activation_checkpointing=True), base)
     (base / "model.safetensors").write_bytes(b"weights two")
     with pytest.raises(MirgError, match="the base's weights differ"):
         check_plan(plan, base)
