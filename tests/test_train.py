@@ -545,3 +545,24 @@ def test_config_errors_are_mirg_errors(tmp_path):
         parse_arguments(SFTArguments, ["--config", str(tmp_path / "none.yaml")], "sft")
     with pytest.raises(MirgError, match="invalid int value"):
         parse_arguments(SFTArguments, ["--max_steps", "many"], "sft")
+
+
+def test_the_wheel_ships_the_recipes_the_default_options_come_from(tmp_path):
+    """`mirg sft` / `mirg grpo` without --config read recipes/tiny-cpu; an installed wheel must carry them, or it
+    would train with TRL's defaults (another learning rate, activations recomputed) where a checkout does not."""
+    import zipfile
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("mirg-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {n.removeprefix("mirg/recipes/") for n in names if n.startswith("mirg/recipes/")}
+    assert shipped == {f"{r.parent.name}/{r.name}" for r in RECIPES}
+    assert "mirg/assets/embedded/model.safetensors" in names
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    probe = subprocess.run([sys.executable, "-c", "import mirg, mirg.train.config as c; "
+                            "print(mirg.__file__); print(c.default_recipe('sft'))"],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    module, recipe = probe.stdout.split()
+    assert module.startswith(str(tmp_path / "site")) and recipe == str(tmp_path / "site/mirg/recipes/tiny-cpu/sft.yaml")

@@ -250,12 +250,10 @@ def check_generation_batch(args: GRPOArguments) -> None:
 
 
 def recipes_root() -> Path | None:
-    """The recipes folder: shipped inside the package, or at the top of a source checkout."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[1] / "recipes", here.parents[3] / "recipes"):
-        if candidate.is_dir():
-            return candidate
-    return None
+    """The recipes shipped inside the package (``recipes/`` at the top of a source checkout links to them), so an
+    installed wheel trains with the same defaults as a checkout."""
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    return root if root.is_dir() else None
 
 
 def default_recipe(stage: str) -> Path | None:
