@@ -129,7 +129,8 @@ def resolve_detail(plan: DemoPlan, base: Path) -> None:
 #: Plan fields that do not change what the demo trains or measures: a rerun may change them freely.
 FREE_FIELDS = ("out", "eval_batch_size")
 #: Plan fields added after demos were first recorded, with the value an older plan.json meant by leaving them out.
-ADDED_FIELDS = {"order": "left-to-right", "decision_weight": 1.0, "activation_checkpointing": True}
+#: (activation_checkpointing: False, what the tiny-cpu recipe that a checkout's stages read had set.)
+ADDED_FIELDS = {"order": "left-to-right", "decision_weight": 1.0, "activation_checkpointing": False}
 
 
 def weights_identity(model_dir: Path, hash_limit: int = 100 * 2**20) -> dict[str, Any]:
