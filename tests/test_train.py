@@ -552,7 +552,11 @@ def test_the_wheel_ships_the_recipes_the_default_options_come_from(tmp_path):
     would train with TRL's defaults (another learning rate, activations recomputed) where a checkout does not."""
     import zipfile
 
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+    source = tmp_path / "source"  # a copy: setuptools builds in place, and a stale build/ would ship deleted files
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                            "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("mirg-*.whl")
