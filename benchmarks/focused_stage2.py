@@ -51,7 +51,12 @@ def load_plan(folder: Path) -> DemoPlan:
     stored = folder / "plan.json"
     if not (stored.is_file() and (folder / "sft" / "trainer_state.json").is_file()):
         raise MirgError(f"{folder} holds no finished ablation seed (plan.json and sft/): run benchmarks/ablation.py")
-    record = json.loads(stored.read_text(encoding="utf-8"))
+    try:
+        record = json.loads(stored.read_text(encoding="utf-8"))
+    except ValueError:
+        raise MirgError(f"{stored} is not JSON: run benchmarks/ablation.py for this seed again") from None
+    if not isinstance(record, dict):
+        raise MirgError(f"{stored} is not a demo's plan (a JSON object)")
     fields = {f.name for f in dataclasses.fields(DemoPlan)} - {"out"}
     return DemoPlan(out=folder, **{k: v for k, v in record.items() if k in fields})
 
