@@ -62,7 +62,7 @@ def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | N
              model: str = "embedded", heldout: int = 0, **plan_fields: Any) -> dict[str, dict[str, dict]]:
     """Every variant of one seed, evaluated on the test split and, where ``heldout`` > 0, on a second held-out
     split of that many samples; returns ``{split: {variant: metrics}}``. ``plan_fields`` (``sft_minutes``,
-    ``grpo_minutes``, ``n_train``, ``sft_lr``, ``decision_weight``) replace the demo's where not None."""
+    ``grpo_minutes``, ``n_train``, ``sft_lr``, ``sft_cooldown``, ``decision_weight``) replace the demo's where not None."""
     plan = DemoPlan(out=out / f"seed{seed}", seed=seed, model=model)
     for name, value in plan_fields.items():
         if value is not None:
@@ -195,6 +195,9 @@ def main() -> None:
                         "demo's GRPO minutes)")
     parser.add_argument("--n-train", type=int, help="training samples (default: the demo's)")
     parser.add_argument("--sft-lr", type=float, help="stage 1's learning rate, also when continued (default: the demo's)")
+    parser.add_argument("--sft-cooldown", type=float, metavar="F",
+                        help="the last fraction of stage 1 over which its learning rate falls to zero, also when "
+                        "continued (default: the demo's; 0: constant)")
     parser.add_argument("--decision-weight", type=float,
                         help="stage 1's loss weight on the decision sentence, also when continued (default: the demo's)")
     parser.add_argument("--heldout", type=int, default=2000, metavar="N",
@@ -208,6 +211,8 @@ def main() -> None:
                         ("--decision-weight", opts.decision_weight)):
         if value is not None and not 0 < value < float("inf"):  # nan and inf too
             parser.error(f"{flag} must be positive, got {value}")
+    if opts.sft_cooldown is not None and not 0 <= opts.sft_cooldown < 1:
+        parser.error(f"--sft-cooldown is a fraction from 0 (off) to below 1, got {opts.sft_cooldown}")
     seeds = [int(s) for s in opts.seeds.split(",")]
     only = None
     if opts.variants:
@@ -218,7 +223,7 @@ def main() -> None:
     try:
         per_seed = {seed: run_seed(opts.out, seed, opts.detail, only, opts.model, opts.heldout,
                                    sft_minutes=opts.sft_minutes, grpo_minutes=opts.stage2_minutes,
-                                   n_train=opts.n_train, sft_lr=opts.sft_lr,
+                                   n_train=opts.n_train, sft_lr=opts.sft_lr, sft_cooldown=opts.sft_cooldown,
                                    decision_weight=opts.decision_weight)
                     for seed in seeds}
         report: dict[str, Any] = {"per_seed": per_seed, "summary": {}, "paired": {}}

@@ -32,7 +32,9 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     sft_row = next(line for line in proc.stdout.splitlines() if line.startswith("sft "))
     assert sft_row.split()[2] == f"{100 * se:.1f}" and "± se: one standard error" in proc.stdout
     assert summary["plan"]["freeze_vision"] is True
-    assert "--decision_weight 5.0" in proc.stdout.split("$ mirg sft ", 1)[1].splitlines()[0]  # chain: weighted
+    sft_command = proc.stdout.split("$ mirg sft ", 1)[1].splitlines()[0]
+    assert "--decision_weight 5.0" in sft_command  # chain: weighted
+    assert "--lr_cooldown 0.3" in sft_command and summary["plan"]["sft_cooldown"] == 0.3
     for stage in ("sft", "grpo"):  # no activations recomputed: a tiny model has the memory, the CPU not the time
         assert "--activation_checkpointing false" in proc.stdout.split(f"$ mirg {stage} ", 1)[1].splitlines()[0]
     assert_vision_kept(out / "sft_grpo")
@@ -68,6 +70,12 @@ def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
     for stage in ("sft", "sft_grpo"):
         assert (tmp_path / "a" / stage / "model.safetensors").read_bytes() == \
             (tmp_path / "b" / stage / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("flag, value", [("--sft-cooldown", "1"), ("--sft-cooldown", "-0.1"), ("--sft-cooldown", "nan")])
+def test_demo_refuses_a_cooldown_that_is_not_a_fraction_below_one(tmp_path, flag, value):
+    assert f"--sft-cooldown is a fraction of stage 1 from 0 (off) to below 1, got {value}" in \
+        refused_before_writing(tmp_path, flag, value)
 
 
 @pytest.mark.parametrize("flag, value", [("--sft-lr", "0"), ("--grpo-lr", "-0.5"), ("--sft-lr", "nan"),
@@ -174,13 +182,14 @@ def test_repeat_command_writes_every_changed_setting_so_the_cli_reads_it_back():
     from mirg.cli import build_parser
     from mirg.demo import DemoPlan, repeat_command
 
-    plan = DemoPlan(out=Path("x"), n_train=1_000_000, sft_lr=1e-3, grpo_lr=1e-5, decision_weight=2.5, detail="chain",
-                    order="label")
+    plan = DemoPlan(out=Path("x"), n_train=1_000_000, sft_lr=1e-3, sft_cooldown=0.0, grpo_lr=1e-5, decision_weight=2.5,
+                    detail="chain", order="label")
     command = repeat_command(plan, {"sft": 3, "sft_grpo": 2})
-    assert "--n-train 1000000 --sft-lr 0.001 --grpo-lr 1e-05 --detail chain --order label --decision-weight 2.5 " in command
+    assert ("--n-train 1000000 --sft-lr 0.001 --sft-cooldown 0.0 --grpo-lr 1e-05 --detail chain --order label "
+            "--decision-weight 2.5 ") in command
     args = build_parser().parse_args(command.split()[1:])
-    assert (args.n_train, args.sft_lr, args.grpo_lr, args.decision_weight, args.sft_steps) == (1_000_000, 1e-3, 1e-5,
-                                                                                             2.5, 3)
+    assert (args.n_train, args.sft_lr, args.sft_cooldown, args.grpo_lr, args.decision_weight, args.sft_steps) == \
+        (1_000_000, 1e-3, 0.0, 1e-5, 2.5, 3)
     assert "--n-train" not in repeat_command(DemoPlan(out=Path("x"), detail="chain", order="label"), {"sft": 1, "sft_grpo": 1})
 
 

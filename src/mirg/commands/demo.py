@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train stage 1 for exactly this many steps instead of --sft-minutes (summary.json records "
                    "the steps a demo took and the command that repeats them)")
     p.add_argument("--grpo-steps", type=int, help="train stage 2 for exactly this many steps instead of --grpo-minutes")
-    p.add_argument("--sft-lr", type=float, help=f"stage-1 (SFT) learning rate, constant (default {d.sft_lr:g})")
+    p.add_argument("--sft-lr", type=float,
+                   help=f"stage-1 (SFT) learning rate, constant until its cooldown (default {d.sft_lr:g})")
+    p.add_argument("--sft-cooldown", type=float, metavar="F",
+                   help=f"stage 1's learning rate falls linearly to zero over this last fraction of it (`mirg sft "
+                   f"--lr_cooldown`; 0: constant to the end; default {d.sft_cooldown:g})")
     p.add_argument("--grpo-lr", type=float, help=f"stage-2 (GRPO) learning rate, constant (default {d.grpo_lr:g})")
     p.add_argument("--decision-weight", type=float,
                    help=f"stage-1 loss weight of the decision sentence's tokens, the target's label and image "
@@ -65,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
             if not 0 < value < float("inf"):  # nan and inf too: argparse's float takes them
                 raise MirgError(f"--{name.replace('_', '-')} must be positive, got {value}")
             setattr(plan, name, value)
+    if args.sft_cooldown is not None:
+        if not 0 <= args.sft_cooldown < 1:
+            raise MirgError(f"--sft-cooldown is a fraction of stage 1 from 0 (off) to below 1, got {args.sft_cooldown}")
+        plan.sft_cooldown = args.sft_cooldown
     if args.detail is not None:
         plan.detail = args.detail
     if args.order is not None:
