@@ -37,8 +37,8 @@ class DemoPlan:
     n_val: int = 100
     n_test: int = 200
     #: With the embedded base stage 1 still learns after 6 minutes (three seeds: 38.3% -> 43.8% with 3 more);
-    #: 9 + 3 minutes keep `make demo` under 14 minutes on a 2-core CPU (13:34 with 24,000 samples and the decision
-    #: weighted; RESULTS.md).
+    #: 9 + 3 minutes keep `make demo` under 14 minutes on a 2-core CPU (13:39 with 24,000 samples, the decision
+    #: weighted and stage 1 cooled down; RESULTS.md).
     sft_minutes: float = 9.0
     grpo_minutes: float = 3.0
     #: A step count instead of the minutes: the stage trains exactly that many steps however fast the machine, so
