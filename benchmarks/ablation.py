@@ -62,7 +62,8 @@ def run_seed(out: Path, seed: int, detail: str | None = None, only: set[str] | N
              model: str = "embedded", heldout: int = 0, **plan_fields: Any) -> dict[str, dict[str, dict]]:
     """Every variant of one seed, evaluated on the test split and, where ``heldout`` > 0, on a second held-out
     split of that many samples; returns ``{split: {variant: metrics}}``. ``plan_fields`` (``sft_minutes``,
-    ``grpo_minutes``, ``n_train``, ``sft_lr``, ``sft_cooldown``, ``decision_weight``) replace the demo's where not None."""
+    ``grpo_minutes``, ``n_train``, ``sft_lr``, ``sft_cooldown``, ``decision_weight``) replace the demo's where not
+    None."""
     plan = DemoPlan(out=out / f"seed{seed}", seed=seed, model=model)
     for name, value in plan_fields.items():
         if value is not None:
