@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ablation import eval_dir, evaluate, interval  # noqa: E402
 
-from mirg.demo import DemoPlan, grpo_args, sft_args  # noqa: E402
+from mirg.demo import DemoPlan, grpo_args, read_plan, sft_args  # noqa: E402
 from mirg.errors import MirgError  # noqa: E402
 from mirg.pipeline import run_mirg  # noqa: E402
 
@@ -51,12 +51,7 @@ def load_plan(folder: Path) -> DemoPlan:
     stored = folder / "plan.json"
     if not (stored.is_file() and (folder / "sft" / "trainer_state.json").is_file()):
         raise MirgError(f"{folder} holds no finished ablation seed (plan.json and sft/): run benchmarks/ablation.py")
-    try:
-        record = json.loads(stored.read_text(encoding="utf-8"))
-    except ValueError:
-        raise MirgError(f"{stored} is not JSON: run benchmarks/ablation.py for this seed again") from None
-    if not isinstance(record, dict):
-        raise MirgError(f"{stored} is not a demo's plan (a JSON object)")
+    record = read_plan(stored, "run benchmarks/ablation.py for this seed again")
     fields = {f.name for f in dataclasses.fields(DemoPlan)} - {"out"}
     return DemoPlan(out=folder, **{k: v for k, v in record.items() if k in fields})
 

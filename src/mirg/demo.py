@@ -160,6 +160,20 @@ def plan_record(plan: DemoPlan, base: Path) -> dict[str, Any]:
     return record
 
 
+def read_plan(stored: Path, remedy: str) -> dict[str, Any]:
+    """A recorded plan.json, with the value an older plan meant for each field added since (:data:`ADDED_FIELDS`);
+    one that is not a JSON object is refused with ``remedy`` said."""
+    from mirg.errors import MirgError
+
+    try:
+        record = json.loads(stored.read_text(encoding="utf-8"))
+    except ValueError:
+        raise MirgError(f"{stored} is not JSON: {remedy}") from None
+    if not isinstance(record, dict):
+        raise MirgError(f"{stored} is not a demo's plan (a JSON object): {remedy}")
+    return {**ADDED_FIELDS, **record}
+
+
 def check_plan(plan: DemoPlan, base: Path) -> None:
     """Continue a demo only with the plan it was started with; record the plan in a new one.
 
@@ -175,13 +189,7 @@ def check_plan(plan: DemoPlan, base: Path) -> None:
                             "choose a new --out, or remove the folder to start again")
         stored.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         return
-    try:
-        before = json.loads(stored.read_text(encoding="utf-8"))
-    except ValueError:
-        raise MirgError(f"{stored} is not JSON: choose a new --out") from None
-    if not isinstance(before, dict):
-        raise MirgError(f"{stored} is not a demo's plan (a JSON object): choose a new --out")
-    before = {**ADDED_FIELDS, **before}
+    before = read_plan(stored, "choose a new --out")
     changed = sorted(k for k in set(before) | set(record) if before.get(k) != record.get(k))
     if changed:
         shown = "; ".join(f"{k}: {before.get(k)!r} -> {record.get(k)!r}" for k in changed if k != "base_weights")
