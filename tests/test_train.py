@@ -360,6 +360,67 @@ def test_grpo_trains_logs_each_reward_and_resumes(warm_model, short_trajectories
     assert state(out)["global_step"] == 4
 
 
+def unpadded_completion_logps(model, inputs: dict, row: int, image_start: int, patch_start: int):
+    """One sample's completion log-probabilities from a forward pass of that sample alone, without padding, its
+    own images only; returns them with the next sample's first image and first patch row."""
+    import torch
+
+    prompt = inputs["prompt_ids"][row][inputs["prompt_mask"][row].bool()]
+    completion = inputs["completion_ids"][row][inputs["completion_mask"][row].bool()]
+    ids = torch.cat([prompt, completion]).unsqueeze(0)
+    grids = inputs["image_grid_thw"][image_start:image_start + inputs["num_images"][row]]
+    patches = int(grids.prod(-1).sum())
+    extra = {"pixel_values": inputs["pixel_values"][patch_start:patch_start + patches], "image_grid_thw": grids}
+    if inputs.get("mm_token_type_ids") is not None:
+        kept = torch.cat([inputs["prompt_mask"][row], inputs["completion_mask"][row]]).bool()
+        extra["mm_token_type_ids"] = inputs["mm_token_type_ids"][row][kept].unsqueeze(0)
+    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits[0].float()
+    logps = torch.log_softmax(logits[len(prompt) - 1:-1], -1).gather(1, completion.unsqueeze(1)).squeeze(1)
+    return logps, image_start + len(grids), patch_start + patches
+
+
+def test_grpo_scores_each_completion_as_the_sample_alone_would(warm_model, short_trajectories, tmp_path):
+    """The policy gradient is only right if GRPO's loss forward — prompts of different lengths left-padded
+    into one batch, 2-3 images each, patches concatenated — gives every sampled token the log-probability
+    that sample's own prompt and images give it. A misaligned image or padding offset would train the policy
+    on a conditional other than the one it sampled from, and no reward curve would show it."""
+    import torch
+
+    from mirg.train.common import prepare_run
+    from mirg.train.config import GRPOArguments, parse_arguments
+    from mirg.train.grpo import build_grpo_trainer
+
+    args = parse_arguments(GRPOArguments, [
+        "--model", str(warm_model), "--data", str(short_trajectories), "--output_dir", str(tmp_path / "o"),
+        "--max_steps", "3", "--per_device_train_batch_size", "8", "--num_generations", "4",
+        "--max_completion_length", "48", "--save_strategy", "no", *QUIET], "grpo")
+    trainer = build_grpo_trainer(args, prepare_run(args, "grpo"))
+    loss_of = trainer._compute_loss
+    batches = []
+
+    def checked(model, inputs):
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
+        mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1)
+        keys = ("pixel_values", "image_grid_thw", "num_images", "mm_token_type_ids")
+        with torch.no_grad():
+            batched, _, _ = trainer._get_per_token_logps_and_entropies(
+                model, ids, mask, inputs["completion_ids"].size(1), **{k: inputs.get(k) for k in keys})
+            image, patch, worst = 0, 0, 0.0
+            for row in range(ids.size(0)):
+                alone, image, patch = unpadded_completion_logps(model, inputs, row, image, patch)
+                got = batched[row][inputs["completion_mask"][row].bool()]
+                worst = max(worst, (alone - got).abs().max().item())
+        batches.append((list(inputs["num_images"]), int(inputs["prompt_mask"].sum(1).unique().numel()), worst))
+        return loss_of(model, inputs)
+
+    trainer._compute_loss = checked
+    trainer.train()
+    assert len(batches) == 3
+    assert any(len(set(counts)) > 1 and lengths > 1 for counts, lengths, _ in batches), \
+        f"no batch mixed image counts and prompt lengths, so padding went untested: {batches}"
+    assert max(worst for _, _, worst in batches) < 1e-4, batches
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
