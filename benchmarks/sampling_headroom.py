@@ -32,6 +32,7 @@ def sample_batch(generator, samples, root, k: int, temperature: float, max_new_t
     texts = [generator.prompt_text(s) for s in samples]
     images = [load_images(s, root) for s in samples]
     inputs = generator.processor(text=texts, images=images, padding=True, return_tensors="pt")
+    inputs = inputs.to(generator.model.device)
     pad_id = generator.processor.tokenizer.pad_token_id
     common = dict(max_new_tokens=max_new_tokens, use_cache=True, pad_token_id=pad_id)
     with generator.torch.inference_mode():
@@ -91,7 +92,7 @@ def main() -> int:
         return 2
     try:
         samples, root = load_eval_data(args.data, args.limit)
-        generator = HFGenerator(args.model, GenerationSettings(batch_size=args.batch_size, device="cpu"))
+        generator = HFGenerator(args.model, GenerationSettings(batch_size=args.batch_size))
     except MirgError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
