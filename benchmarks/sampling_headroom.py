@@ -87,8 +87,9 @@ def main() -> int:
     from mirg.eval.run import load_eval_data
     from mirg.scoring import score_response
 
-    if args.k < 1 or args.temperature <= 0 or args.batch_size < 1:
-        print("error: --k and --batch-size must be at least 1 and --temperature above 0", file=sys.stderr)
+    if min(args.k, args.batch_size, args.max_new_tokens) < 1 or not args.temperature > 0:
+        print("error: --k, --batch-size and --max-new-tokens must be at least 1 and --temperature above 0",
+              file=sys.stderr)
         return 2
     try:
         samples, root = load_eval_data(args.data, args.limit)
