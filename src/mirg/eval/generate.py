@@ -25,6 +25,11 @@ class GenerationSettings:
     dtype: str = "float32"
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        for flag, value in (("--batch-size", self.batch_size), ("--max-new-tokens", self.max_new_tokens)):
+            if value < 1:
+                raise MirgError(f"{flag} must be at least 1, got {value}")
+
 
 def completed_ids(path: Path) -> set[str]:
     """Ids already generated in ``path``; a truncated last line (an interrupted write) is removed."""
@@ -149,8 +154,6 @@ def generate_predictions(model_dir: Path, samples: Sequence[Sample], root: Path,
     """Generate a response for every sample not yet in ``out``; returns how many were generated now."""
     from tqdm import tqdm
 
-    if settings.batch_size < 1:
-        raise MirgError("--batch-size must be at least 1")
     out.parent.mkdir(parents=True, exist_ok=True)
     done = completed_ids(out)
     todo = [s for s in samples if s.id not in done]
