@@ -556,6 +556,20 @@ def test_batch_not_a_multiple_of_generations(tiny, trajectories, tmp_path, capsy
     assert "not a multiple of num_generations (4)" in err and "per_device_train_batch_size (6)" in err
 
 
+@pytest.mark.parametrize("stage, flags, reason", [
+    ("sft", ["--learning_rate", "-0.001"], "--learning_rate must be at least 0, got -0.001"),
+    ("sft", ["--learning_rate", "nan"], "--learning_rate must be at least 0, got nan"),
+    ("sft", ["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be at least 1, got 0"),
+    ("grpo", ["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be at least 1, got 0"),
+    ("grpo", ["--max_completion_length", "0"], "--max_completion_length must be at least 1, got 0"),
+    ("grpo", ["--beta", "-0.1"], "--beta must be at least 0, got -0.1"),
+    ("grpo", ["--temperature", "0"], "--temperature must be positive (completions are sampled), got 0.0"),
+])
+def test_out_of_range_numbers_are_one_line_errors(stage, flags, reason, tiny, trajectories, tmp_path, capsys):
+    code = {"sft": sft, "grpo": grpo}[stage](tiny, trajectories, tmp_path / "o", *flags)
+    assert reason in one_line_error(capsys, code, tmp_path / "o")
+
+
 def test_model_folder_without_processor(tiny, trajectories, tmp_path, capsys):
     bare = tmp_path / "bare"
     bare.mkdir()

@@ -107,6 +107,9 @@ class MirgArguments:
             raise MirgError(f"--max_minutes must be positive, got {self.max_minutes}")
         if not 0 <= self.lr_cooldown < 1:
             raise MirgError(f"--lr_cooldown is a fraction of the run from 0 (off) to below 1, got {self.lr_cooldown}")
+        check_at_least(self, 1, ("per_device_train_batch_size", "per_device_eval_batch_size",
+                                 "gradient_accumulation_steps"))
+        check_at_least(self, 0, ("learning_rate", "weight_decay", "warmup_steps", "max_grad_norm"))
         self.lora_target_modules = split_list(self.lora_target_modules)
         deferred = self._defer_gpu_only_options()
         super().__post_init__()
@@ -132,6 +135,15 @@ class MirgArguments:
         for name in deferred:
             setattr(self, name, False)
         return deferred
+
+
+def check_at_least(args, lowest: float, names: tuple[str, ...]) -> None:
+    """Each named option that is set is a number no smaller than ``lowest`` (nan fails), else one line
+    naming the flag, before transformers or torch meets it mid-run with a traceback."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and not value >= lowest:
+            raise MirgError(f"--{name} must be at least {lowest}, got {value}")
 
 
 def split_list(value) -> list[str]:
@@ -192,6 +204,10 @@ class GRPOArguments(MirgArguments, GRPOConfig):
     )
 
     def __post_init__(self):
+        check_at_least(self, 1, ("max_completion_length", "num_iterations"))
+        check_at_least(self, 0, ("beta",))
+        if not self.temperature > 0:  # also refuses nan: completions are sampled at this temperature
+            raise MirgError(f"--temperature must be positive (completions are sampled), got {self.temperature}")
         self.rewards = split_list(self.rewards)
         check_rewards(self.rewards, self.reward_weights, self.object_reward_mode)
         check_generation_batch(self)
