@@ -84,6 +84,10 @@ def test_demo_refuses_a_learning_rate_or_size_that_is_not_positive(tmp_path, fla
     assert f"{flag} must be positive, got {value}" in refused_before_writing(tmp_path, flag, value)
 
 
+def test_demo_refuses_a_negative_seed_before_any_stage(tmp_path):
+    assert "--seed must be 0 or more, got -1" in refused_before_writing(tmp_path, "--seed", "-1")
+
+
 def refused_before_writing(tmp_path, *args: str) -> str:
     """`mirg demo --out tmp_path/d ARGS` exits 2 with a one-line reason and writes no folder; returns its stderr."""
     proc = subprocess.run([sys.executable, "-m", "mirg", "demo", "--out", str(tmp_path / "d"), *args],

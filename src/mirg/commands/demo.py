@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from mirg.demo import DemoPlan, run_demo
     from mirg.errors import MirgError
 
+    if args.seed < 0:  # checked here, before any stage runs, not by the first stage that meets it
+        raise MirgError(f"--seed must be 0 or more, got {args.seed}")
     plan = DemoPlan(out=Path(args.out), seed=args.seed, model=args.model)
     for stage in ("sft", "grpo"):
         if getattr(args, f"{stage}_minutes") is not None and getattr(args, f"{stage}_steps") is not None:
