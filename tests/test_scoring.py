@@ -160,6 +160,29 @@ def test_bad_inputs_give_one_line_errors(parity_dir, small_dataset, tmp_path, mi
         _assert_one_line_error(proc, fragment)
 
 
+def test_an_output_path_that_cannot_be_written_is_named_with_the_reason(small_dataset, tmp_path, mirg):
+    good = write_predictions(tmp_path / "good.jsonl", [{"id": "a", "response": "x"}])
+    (tmp_path / "folder").mkdir()
+    proc = mirg("score", "--data", str(small_dataset), "--predictions", str(good), "--out", str(tmp_path / "folder"))
+    _assert_one_line_error(proc, f"mirg: error: {tmp_path / 'folder'}: Is a directory")
+    assert "Errno" not in proc.stderr
+
+
+def test_a_reader_that_stops_early_is_not_an_error(small_dataset, tmp_path):
+    """`mirg score ... | head -1`: the table's writer meets a closed pipe; that ends the command quietly, status 0."""
+    import subprocess
+    import sys
+
+    good = write_predictions(tmp_path / "good.jsonl", [{"id": "a", "response": "x"}])
+    proc = subprocess.Popen([sys.executable, "-m", "mirg", "score", "--data", str(small_dataset), "--predictions",
+                             str(good), "--out", str(tmp_path / "m.json")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the table is written
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and "error" not in err and "Traceback" not in err, err
+    assert (tmp_path / "m.json").is_file()
+
+
 def test_score_and_help_do_not_import_torch(small_dataset, tmp_path):
     import subprocess
     import sys

@@ -6,6 +6,7 @@ Bad input ends with ``mirg: error: <one line>`` and exit status 2, never a trace
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from mirg import __version__
@@ -36,14 +37,32 @@ def main(argv: list[str] | None = None) -> int:
     except MirgError as exc:
         print(f"mirg: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a reader that stopped (`| head`): not an error
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        except (OSError, ValueError):  # a stdout without a file descriptor (captured): nothing to redirect
+            pass
+        return 0
     except OSError as exc:  # disk full, permission denied, ...: say what and where, not a traceback
-        print(f"mirg: error: {exc}", file=sys.stderr)
+        print(f"mirg: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mirg: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``PATH: reason`` (``runs/x: File exists``) where the error names a file, else the error's own words.
+
+    >>> describe_os_error(IsADirectoryError(21, "Is a directory", "runs/x"))
+    'runs/x: Is a directory'
+    >>> describe_os_error(OSError(28, "No space left on device"))
+    'No space left on device'
+    """
+    if exc.filename is None:
+        return exc.strerror or str(exc)
+    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
+    return f"{where}: {exc.strerror or exc}"
 
 
 if __name__ == "__main__":
