@@ -83,6 +83,7 @@ def test_eval_limit_and_bad_inputs(tiny_setup, tmp_path):
         bad = subprocess.run(eval_args(tiny_setup, tmp_path / device, "--device", device), capture_output=True,
                              text=True)
         assert bad.returncode == 2 and reason in bad.stderr and "Traceback" not in bad.stderr
+        assert "Loading weights" not in bad.stderr and not (tmp_path / device).exists()  # refused before either
     for flag in ("--max-new-tokens", "--batch-size"):
         bad = subprocess.run(eval_args(tiny_setup, tmp_path / "z", flag, "0"), capture_output=True, text=True)
         assert bad.returncode == 2 and f"{flag} must be at least 1" in bad.stderr and "Traceback" not in bad.stderr

@@ -570,6 +570,13 @@ def test_out_of_range_numbers_are_one_line_errors(stage, flags, reason, tiny, tr
     assert reason in one_line_error(capsys, code, tmp_path / "o")
 
 
+def test_output_dir_that_is_a_file_is_refused_before_the_model_loads(tiny, trajectories, tmp_path, capsys):
+    (tmp_path / "o").write_text("not a folder")
+    code = sft(tiny, trajectories, tmp_path / "o")
+    err = capsys.readouterr().err
+    assert code == 2 and f"--output_dir {tmp_path / 'o'} is a file, not a folder" in err and "Loading weights" not in err
+
+
 def test_model_folder_without_processor(tiny, trajectories, tmp_path, capsys):
     bare = tmp_path / "bare"
     bare.mkdir()

@@ -61,10 +61,13 @@ def evaluate(model: str | Path, data: str | Path, out: str | Path, settings: Gen
              progress: bool = True) -> dict[str, Any]:
     """Generate predictions for ``data`` with ``model`` into ``out``, then write metrics and the report."""
     from mirg.eval.report import write_report
+    from mirg.models.base import resolve_device
     from mirg.models.registry import adapter_for, resolve_model_path
 
     model_dir = resolve_model_path(model)
     adapter = adapter_for(model_dir)
+    if settings.backend == "hf":
+        resolve_device(settings.device)  # an unusable --device is refused before data or weights are read
     samples, root = load_eval_data(data, limit)
     out = Path(out)
     claim_run_folder(out, {"model": str(model_dir.resolve()), "data": str(manifest_path(data).resolve()),

@@ -107,6 +107,8 @@ class MirgArguments:
             raise MirgError(f"--max_minutes must be positive, got {self.max_minutes}")
         if not 0 <= self.lr_cooldown < 1:
             raise MirgError(f"--lr_cooldown is a fraction of the run from 0 (off) to below 1, got {self.lr_cooldown}")
+        if self.output_dir and Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
+            raise MirgError(f"--output_dir {self.output_dir} is a file, not a folder")
         check_at_least(self, 1, ("per_device_train_batch_size", "per_device_eval_batch_size",
                                  "gradient_accumulation_steps"))
         check_at_least(self, 0, ("learning_rate", "weight_decay", "warmup_steps", "max_grad_norm"))
