@@ -182,6 +182,17 @@ def interval(d: dict) -> str:
     return f"{100 * d['diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
+def parse_seeds(text: str, parser: argparse.ArgumentParser) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2]: distinct whole numbers from 0, else the parser's one-line error before any stage."""
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated whole numbers like 0,1,2, got {text!r}")
+    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds must be distinct numbers from 0, got {text!r}")
+    return seeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
@@ -214,7 +225,7 @@ def main() -> None:
             parser.error(f"{flag} must be positive, got {value}")
     if opts.sft_cooldown is not None and not 0 <= opts.sft_cooldown < 1:
         parser.error(f"--sft-cooldown is a fraction from 0 (off) to below 1, got {opts.sft_cooldown}")
-    seeds = [int(s) for s in opts.seeds.split(",")]
+    seeds = parse_seeds(opts.seeds, parser)
     only = None
     if opts.variants:
         only = set(opts.variants.split(","))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,13 @@ def test_decision_weight_goes_to_sft_only_where_the_trajectories_write_the_decis
 
 def test_demo_refuses_a_decision_weight_for_trajectories_without_the_sentence(tmp_path):
     assert "--detail list writes none" in refused_before_writing(tmp_path, "--detail", "list", "--decision-weight", "5")
+
+
+@pytest.mark.parametrize("seeds, reason", [("x", "comma-separated whole numbers"), ("0,0", "distinct numbers from 0"),
+                                           ("-1", "distinct numbers from 0")])
+def test_ablation_refuses_bad_seeds_before_any_stage(tmp_path, seeds, reason):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "a"), "--seeds", seeds],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and reason in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "a").exists()
