@@ -48,13 +48,14 @@ def main() -> int:
 
     from mirg.errors import MirgError
     from mirg.eval.generate import GenerationSettings, HFGenerator, load_images
-    from mirg.schema import read_manifest
+    from mirg.eval.run import load_eval_data
+    from mirg.models.registry import resolve_model_path
 
     try:
-        samples = read_manifest(opts.data)[: opts.batch]
-        generator = HFGenerator(opts.model, GenerationSettings(batch_size=opts.batch))
+        samples, root = load_eval_data(opts.data, opts.batch)  # a dataset folder or its manifest
+        generator = HFGenerator(resolve_model_path(opts.model), GenerationSettings(batch_size=opts.batch))
         texts = [generator.prompt_text(s) for s in samples]
-        images = [load_images(s, opts.data) for s in samples]
+        images = [load_images(s, root) for s in samples]
     except MirgError as exc:
         print(f"generation_speed: {exc}", file=sys.stderr)
         return 2

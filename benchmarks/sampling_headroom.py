@@ -85,6 +85,7 @@ def main() -> int:
     from mirg.errors import MirgError
     from mirg.eval.generate import GenerationSettings, HFGenerator, batches
     from mirg.eval.run import load_eval_data
+    from mirg.models.registry import resolve_model_path
     from mirg.scoring import score_response
 
     if min(args.k, args.batch_size, args.max_new_tokens) < 1 or not args.temperature > 0:
@@ -93,7 +94,7 @@ def main() -> int:
         return 2
     try:
         samples, root = load_eval_data(args.data, args.limit)
-        generator = HFGenerator(args.model, GenerationSettings(batch_size=args.batch_size))
+        generator = HFGenerator(resolve_model_path(args.model), GenerationSettings(batch_size=args.batch_size))
     except MirgError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
