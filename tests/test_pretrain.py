@@ -178,6 +178,15 @@ def test_pretrain_refuses_vision_minutes_outside_the_total(tmp_path, minutes):
     assert "Traceback" not in proc.stderr and not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("flags, reason", [(["--seed", "-3"], "--seed must be 0 or more, got -3"),
+                                           (["--lm-layers", "0"], "--lm-layers must be between 1 and 32, got 0"),
+                                           (["--rope-theta", "-1"], "--rope-theta must be positive, got -1.0")])
+def test_pretrain_refuses_a_bad_seed_or_model_shape_before_any_stage(tmp_path, flags, reason):
+    proc = mirg("model", "pretrain-tiny", "--out", str(tmp_path / "m"), "--minutes", "1", *flags)
+    assert proc.returncode == 2 and reason in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "m").exists()
+
+
 def test_embedded_resolves_and_loads_offline():
     folder = resolve_model_path("embedded")
     assert folder == embedded_model_dir() and (folder / "README.md").is_file()

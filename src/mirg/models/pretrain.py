@@ -25,6 +25,7 @@ from typing import Any
 
 from mirg.data.trajectories import ORDERS
 from mirg.errors import MirgError
+from mirg.models.tiny import size_preset
 from mirg.pipeline import peak_rss_mib, run_mirg
 
 
@@ -327,6 +328,9 @@ def resolve_options(given: dict[str, Any], like: Path | None = None) -> dict[str
         raise MirgError(f"--minutes and --eval-samples must be positive, got {options['minutes']} and "
                         f"{options['eval_samples']}")
     parse_shares(options["shares"])
+    if options["seed"] < 0:  # the stages' data are drawn from seeds derived from it; synth takes 0 and more
+        raise MirgError(f"--seed must be 0 or more, got {options['seed']}")
+    size_preset(options["size"], options["rope_theta"], options["lm_layers"])  # refused now, not stages later
     if options["label_tokens"] and options["label_tokens_last"]:
         raise MirgError("--label-tokens (from the start) and --label-tokens-last (before the last stage) exclude "
                         "each other; choose one")
