@@ -39,6 +39,11 @@ def test_vision_stage_trains_the_tower_only_and_reports_heldout_scores(tmp_path)
     before, after = load_file(str(tmp_path / "m" / "model.safetensors")), load_file(str(tmp_path / "v" / "model.safetensors"))
     changed = {k for k in before if not (before[k] == after[k]).all()}
     assert changed and all(".visual." in k for k in changed)  # the language model is untouched
+    for flag, value in (("--batch-size", "0"), ("--learning-rate", "-1"), ("--learning-rate", "nan")):
+        proc = mirg("model", "pretrain-vision", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d"),
+                    "--out", str(tmp_path / "bad"), "--minutes", "0.05", flag, value)
+        assert proc.returncode == 2 and f"{flag} must be positive" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_word_targets_score_colour_and_shape_against_the_word_embeddings():

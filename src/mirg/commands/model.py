@@ -128,10 +128,12 @@ def run_pretrain_vision(args: argparse.Namespace) -> int:
     from mirg.models.registry import resolve_model_path
     from mirg.models.vision_pretrain import train_vision
 
-    if args.minutes <= 0:
-        from mirg.errors import MirgError
+    from mirg.errors import MirgError
 
-        raise MirgError(f"--minutes must be positive, got {args.minutes}")
+    for flag, value in (("--minutes", args.minutes), ("--learning-rate", args.learning_rate),
+                        ("--batch-size", args.batch_size)):
+        if not 0 < value < float("inf"):  # nan too: argparse's float takes it
+            raise MirgError(f"{flag} must be positive, got {value}")
     result = train_vision(resolve_model_path(args.model), Path(args.data), Path(args.out), args.minutes,
                           args.learning_rate, args.batch_size, args.seed, device=args.device,
                           word_targets=args.word_targets)
