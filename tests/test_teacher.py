@@ -206,6 +206,8 @@ def test_only_verified_trajectories_land(tmp_path, serve, key_env, capsys):
     assert "| group_grounding | low iou | 1 |" in readme and "| group_grounding | reasoning | 1 |" in readme
     assert "| common_object | 3 | 3 | 3 | 0 | 0 |" in readme
     assert "teacher: 5 accepted, 4 rejected of 9 samples" in captured.out
+    assert "rejected: 1 low iou, 1 reasoning, 1 unreadable reply, 1 wrong image (each sample's reply and why: " \
+        in captured.out
     _no_key_anywhere(out, captured.out, captured.err)
 
     sft_bytes, again = (out / "sft.jsonl").read_bytes(), Script(data, PLANS)
@@ -269,6 +271,18 @@ def test_endpoint_down_keeps_what_was_done(tmp_path, serve, key_env, capsys):
     assert [r["id"] for r in read_jsonl(out / "sft.jsonl")] == ["s000", "s001", "s002"]
     readme = (out / "README.md").read_text()
     assert "stopped early" in readme and "| **all** | 4 | 3 | 4 | 0 | 1 |" in readme
+
+
+def test_no_accepted_trajectory_is_an_error_that_says_why(tmp_path, serve, key_env, capsys):
+    """An endpoint that is not a chat-completions server (a gateway's HTML page): every sample rejected, exit 2."""
+    data = tagged_dataset(tmp_path / "d", 3)
+    out = tmp_path / "out"
+    script = Script(data, {sid: ["garbage"] for sid in ("s000", "s001", "s002")})
+    assert main(teacher_argv(data, out, serve(script), "--max-attempts", "1")) == 2
+    captured = capsys.readouterr()
+    assert "teacher: 0 accepted, 3 rejected of 3 samples" in captured.out
+    assert captured.err == f"mirg: error: no trajectory was accepted (3 unreadable reply); see {out / 'rejected.jsonl'}\n"
+    assert [r["reason"] for r in read_jsonl(out / "rejected.jsonl")] == ["unreadable reply"] * 3
 
 
 def test_unauthorized_stops_at_once_without_showing_the_key(tmp_path, serve, key_env, capsys):

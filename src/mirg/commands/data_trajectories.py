@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 
 from mirg.data.trajectories import DETAILS, ORDERS
 from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, SPACES
@@ -90,11 +91,28 @@ def run(args: argparse.Namespace) -> int:
     from mirg.data.teacher import run_teacher
 
     report, error = run_teacher(dataset, out, opts, config)
-    accepted, rejected = sum(report.accepted.values()), sum(sum(c.values()) for c in report.rejected.values())
-    print(f"teacher: {accepted} accepted, {rejected} rejected of {len(dataset.samples)} samples -> {out}")
+    accepted, reasons = sum(report.accepted.values()), rejection_reasons(report.rejected)
+    print(f"teacher: {accepted} accepted, {sum(reasons.values())} rejected of {len(dataset.samples)} samples -> {out}")
+    if reasons:
+        print(f"rejected: {describe_reasons(reasons)} (each sample's reply and why: {out / 'rejected.jsonl'})")
     if error:
         raise MirgError(error)
+    if not accepted and reasons:  # an empty sft.jsonl would only fail later, in `mirg sft`
+        raise MirgError(f"no trajectory was accepted ({describe_reasons(reasons)}); see {out / 'rejected.jsonl'}")
     return 0
+
+
+def rejection_reasons(rejected: dict) -> Counter[str]:
+    """Rejections by reason over all tasks (``{task: {reason: count}}`` -> ``{reason: count}``)."""
+    total: Counter[str] = Counter()
+    for per_task in rejected.values():
+        total.update(per_task)
+    return total
+
+
+def describe_reasons(reasons) -> str:
+    """``12 unreadable reply, 3 low iou``: the most common first, ties by name (the same text every run)."""
+    return ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items(), key=lambda rc: (-rc[1], rc[0])))
 
 
 def _teacher_config(args: argparse.Namespace):
