@@ -29,10 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions", required=True, nargs="+", metavar="P", help="predictions JSONL or MIG-Bench result files")
     p.add_argument("--out", required=True, metavar="metrics.json", help="where to write the metrics")
     p.add_argument("--per-sample", metavar="F", help="also write one JSON line per sample here")
-    p.add_argument("--coords", choices=SPACES, default="pixel", help="coordinate space of predicted boxes (default: pixel)")
-    p.add_argument("--min-pixels", type=int, default=QWEN_MIN_PIXELS, metavar="N",
+    # the defaults are applied in run(), so that a space given with --compat (which ignores it) is refused
+    p.add_argument("--coords", choices=SPACES, help="coordinate space of predicted boxes (default: pixel)")
+    p.add_argument("--min-pixels", type=int, metavar="N",
                    help=f"resized space: processor min_pixels (default {QWEN_MIN_PIXELS}, Qwen2.5-VL's)")
-    p.add_argument("--max-pixels", type=int, default=QWEN_MAX_PIXELS, metavar="N",
+    p.add_argument("--max-pixels", type=int, metavar="N",
                    help=f"resized space: processor max_pixels (default {QWEN_MAX_PIXELS}, Qwen2.5-VL's)")
     p.add_argument("--compat", choices=["migbench"], help="reproduce MIG-Bench's published evaluation")
     p.add_argument("--migician-yscale", action="store_true",
@@ -45,7 +46,16 @@ def run(args: argparse.Namespace) -> int:
     from mirg.score_files import score_files, write_outputs
     from mirg.report_text import metrics_table
 
-    space = CoordSpace(args.coords, args.min_pixels, args.max_pixels)
+    from mirg.errors import MirgError
+
+    given = [flag for flag, value in (("--coords", args.coords), ("--min-pixels", args.min_pixels),
+                                      ("--max-pixels", args.max_pixels)) if value is not None]
+    if args.compat and given:
+        raise MirgError(f"{', '.join(given)} does not apply with --compat {args.compat}: it reads boxes as the "
+                        "benchmark's own evaluation did (drop it, or score image-aware without --compat)")
+    space = CoordSpace(args.coords or "pixel",
+                       QWEN_MIN_PIXELS if args.min_pixels is None else args.min_pixels,
+                       QWEN_MAX_PIXELS if args.max_pixels is None else args.max_pixels)
     metrics, scores = score_files(args.data, args.predictions, space, args.compat, args.migician_yscale)
     write_outputs(metrics, scores, args.out, args.per_sample)
     print(metrics_table(metrics))
