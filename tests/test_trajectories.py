@@ -470,6 +470,20 @@ def test_out_must_not_be_the_dataset_folder(tmp_path, capsys):
     assert card.read_text() == "dataset card"
 
 
+def test_out_holding_other_files_is_refused_and_a_trajectories_folder_rebuilt(tmp_path, capsys):
+    data = write_dataset(tmp_path / "d", n=2)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my project")
+    assert main(["data", "trajectories", "--data", str(data), "--out", str(project)]) == 2
+    assert "holds other files and no sft.jsonl or rl.jsonl" in capsys.readouterr().err
+    assert (project / "README.md").read_text() == "my project" and len(list(project.iterdir())) == 1
+    out = tmp_path / "traj"
+    for _ in range(2):  # a folder an earlier run wrote is rebuilt in place
+        assert main(["data", "trajectories", "--data", str(data), "--out", str(out)]) == 0
+    assert len(read_jsonl(out / "sft.jsonl")) == 2
+
+
 def test_answers_parse_back_to_the_manifest_box(dataset):
     opts = TrajectoryOptions(CoordSpace("pixel"))
     for s in read_manifest(dataset):

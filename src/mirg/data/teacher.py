@@ -41,13 +41,11 @@ from mirg.prompts import COORD_HINTS
 from mirg.schema import Sample
 
 from mirg.data.trajectories import (
-    README_FILE, RL_FILE, SFT_FILE, BuildReport, Dataset, Rejection, TrajectoryOptions, Warn, annotation_gaps,
-    attributes_text, box_text, check_trajectory, image_paths, make_plan, note_text, readme_text, rl_row, sft_row,
-    stderr_warn, warn_gaps, write_jsonl, write_text,
+    CACHE_FILE, README_FILE, REJECTED_FILE, RL_FILE, SFT_FILE, BuildReport, Dataset, Rejection, TrajectoryOptions,
+    Warn, annotation_gaps, attributes_text, box_text, check_trajectory, image_paths, make_plan, note_text,
+    readme_text, rl_row, sft_row, stderr_warn, warn_gaps, write_jsonl, write_text,
 )
 
-CACHE_FILE = "teacher_cache.jsonl"
-REJECTED_FILE = "rejected.jsonl"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

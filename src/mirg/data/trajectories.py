@@ -54,6 +54,7 @@ CHAIN_TARGET = "The target is the {label} in image {k}."
 #: How the objects of an image are ordered in every list: by the box's centre, left to right, or by label.
 ORDERS = ("left-to-right", "label")
 SFT_FILE, RL_FILE, README_FILE = "sft.jsonl", "rl.jsonl", "README.md"
+CACHE_FILE, REJECTED_FILE = "teacher_cache.jsonl", "rejected.jsonl"  # teacher mode's reply cache and rejections
 #: IoU an answer's box must reach against the manifest's box for a trajectory to be kept.
 MIN_IOU = 0.5
 #: How many problems with the image files an error message lists before "... and N more".
@@ -123,12 +124,21 @@ def load_dataset(path: str | Path) -> Dataset:
     return Dataset(manifest=manifest, samples=samples)
 
 
+# what a trajectories folder holds (the teacher's reply cache and rejections included): a folder with other
+# files and none of these is someone else's, whose README.md a run would overwrite
+TRAJECTORY_FILES = (SFT_FILE, RL_FILE, CACHE_FILE, REJECTED_FILE)
+
+
 def check_out_dir(dataset: Dataset, out: Path) -> None:
-    """Refuse an output folder that is the dataset's own (its README.md would be overwritten)."""
+    """Refuse an output folder that is the dataset's own, or holds files but is no trajectories folder (its
+    README.md would be overwritten); an earlier run's folder is rebuilt (teacher mode resumes there)."""
     if out.exists() and not out.is_dir():
         raise MirgError(f"--out {out}: exists and is not a folder")
     if out.resolve() == dataset.root.resolve():
         raise MirgError(f"--out {out}: is the dataset folder; choose another (its README.md would be overwritten)")
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in TRAJECTORY_FILES):
+        raise MirgError(f"--out {out}: holds other files and no {SFT_FILE} or {RL_FILE}; choose a new or empty "
+                        "folder (a run writes README.md there)")
 
 
 # ----- coordinates in the text -------------------------------------------------------------------
