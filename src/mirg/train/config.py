@@ -107,8 +107,8 @@ class MirgArguments:
             raise MirgError(f"--max_minutes must be positive, got {self.max_minutes}")
         if not 0 <= self.lr_cooldown < 1:
             raise MirgError(f"--lr_cooldown is a fraction of the run from 0 (off) to below 1, got {self.lr_cooldown}")
-        if self.output_dir and Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
-            raise MirgError(f"--output_dir {self.output_dir} is a file, not a folder")
+        if self.output_dir:
+            check_output_dir(Path(self.output_dir))
         check_at_least(self, 1, ("per_device_train_batch_size", "per_device_eval_batch_size",
                                  "gradient_accumulation_steps"))
         check_at_least(self, 0, ("learning_rate", "weight_decay", "warmup_steps", "max_grad_norm"))
@@ -137,6 +137,20 @@ class MirgArguments:
         for name in deferred:
             setattr(self, name, False)
         return deferred
+
+
+def check_output_dir(out: Path) -> None:
+    """A new or empty folder, or one an earlier run wrote (its model, checkpoints or logs): anything else is
+    someone's folder, whose README.md the run's model card would overwrite."""
+    if out.exists() and not out.is_dir():
+        raise MirgError(f"--output_dir {out} is a file, not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    earlier_run = ((out / "config.json").is_file() or (out / "trainer_state.json").is_file() or (out / "runs").is_dir()
+                   or any(out.glob("checkpoint-*")))
+    if not earlier_run:
+        raise MirgError(f"--output_dir {out} holds other files and no model, checkpoint or training logs; choose a "
+                        "new or empty folder (a run writes its weights and a README.md model card there)")
 
 
 def check_at_least(args, lowest: float, names: tuple[str, ...]) -> None:
