@@ -77,3 +77,17 @@ def test_blind_refuses_a_missing_training_set_in_one_line(tmp_path, mirg):
                 "--out", str(tmp_path / "b"))
     assert proc.returncode == 2
     assert proc.stderr.startswith("mirg: error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_blind_refuses_a_folder_holding_other_files(tmp_path, mirg):
+    assert mirg("data", "synth", "--out", str(tmp_path / "d"), "--n", "4", "--image-size", "64").returncode == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text("mine")
+    proc = mirg("data", "blind", "--train", str(tmp_path / "d"), "--data", str(tmp_path / "d"), "--out", str(mine))
+    assert proc.returncode == 2 and "holds other files and none a run leaves" in proc.stderr
+    assert (mine / "metrics.json").read_text() == "mine" and len(list(mine.iterdir())) == 1
+    assert mirg("data", "blind", "--train", str(tmp_path / "d"), "--data", str(tmp_path / "d"),
+                "--out", str(tmp_path / "b")).returncode == 0
+    again = mirg("data", "blind", "--train", str(tmp_path / "d"), "--data", str(tmp_path / "d"), "--out", str(tmp_path / "b"))
+    assert again.returncode == 0, again.stderr  # its own folder is rewritten

@@ -90,6 +90,15 @@ def test_eval_limit_and_bad_inputs(tiny_setup, tmp_path):
         assert not (tmp_path / "z" / "predictions.jsonl").exists()
 
 
+def test_eval_refuses_a_folder_holding_other_files(tiny_setup, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text('{"mine": 1}')
+    bad = subprocess.run(eval_args(tiny_setup, mine, "--limit", "1"), capture_output=True, text=True)
+    assert bad.returncode == 2 and "holds other files and none a run leaves (run.json, predictions.jsonl)" in bad.stderr
+    assert [p.name for p in mine.iterdir()] == ["metrics.json"] and (mine / "metrics.json").read_text() == '{"mine": 1}'
+
+
 def torch_sees_a_gpu() -> bool:
     import torch
 

@@ -44,6 +44,12 @@ def test_vision_stage_trains_the_tower_only_and_reports_heldout_scores(tmp_path)
                     "--out", str(tmp_path / "bad"), "--minutes", "0.05", flag, value)
         assert proc.returncode == 2 and f"{flag} must be positive" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "bad").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "README.md").write_text("mine")
+    proc = mirg("model", "pretrain-vision", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d"),
+                "--out", str(tmp_path / "mine"), "--minutes", "0.05")
+    assert proc.returncode == 2 and "holds other files and none a run leaves (vision_stage.json)" in proc.stderr
+    assert (tmp_path / "mine" / "README.md").read_text() == "mine"
 
 
 def test_word_targets_score_colour_and_shape_against_the_word_embeddings():
@@ -138,6 +144,14 @@ def test_pretrain_refuses_a_folder_holding_a_model(tmp_path):
     assert mirg("model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--out", str(tmp_path / "m")).returncode == 0
     proc = mirg("model", "pretrain-tiny", "--out", str(tmp_path / "m"), "--minutes", "1")
     assert proc.returncode == 2 and "already holds a model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pretrain_refuses_a_folder_holding_other_files(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "README.md").write_text("mine")
+    proc = mirg("model", "pretrain-tiny", "--out", str(tmp_path / "mine"), "--minutes", "1")
+    assert proc.returncode == 2 and "none a run leaves (work, pretrain_summary.json)" in proc.stderr
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["README.md"]
 
 
 def test_pretrain_like_takes_a_pretrain_tiny_model_only(tmp_path):

@@ -579,7 +579,7 @@ def test_output_dir_that_is_a_file_or_someone_elses_folder_is_refused_before_the
     (tmp_path / "project" / "README.md").write_text("my project")
     code = grpo(tiny, trajectories, tmp_path / "project")
     err = capsys.readouterr().err
-    assert code == 2 and "holds other files and no model, checkpoint or training logs" in err
+    assert code == 2 and "holds other files and none a run leaves (config.json, trainer_state.json, runs, checkpoint-*)" in err
     assert [p.name for p in (tmp_path / "project").iterdir()] == ["README.md"]
     assert (tmp_path / "project" / "README.md").read_text() == "my project"
 

@@ -132,13 +132,11 @@ TRAJECTORY_FILES = (SFT_FILE, RL_FILE, CACHE_FILE, REJECTED_FILE)
 def check_out_dir(dataset: Dataset, out: Path) -> None:
     """Refuse an output folder that is the dataset's own, or holds files but is no trajectories folder (its
     README.md would be overwritten); an earlier run's folder is rebuilt (teacher mode resumes there)."""
-    if out.exists() and not out.is_dir():
-        raise MirgError(f"--out {out}: exists and is not a folder")
+    from mirg.folders import check_output_folder
+
     if out.resolve() == dataset.root.resolve():
         raise MirgError(f"--out {out}: is the dataset folder; choose another (its README.md would be overwritten)")
-    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in TRAJECTORY_FILES):
-        raise MirgError(f"--out {out}: holds other files and no {SFT_FILE} or {RL_FILE}; choose a new or empty "
-                        "folder (a run writes README.md there)")
+    check_output_folder(out, "--out", TRAJECTORY_FILES, f"{SFT_FILE}, {RL_FILE} and a README.md")
 
 
 # ----- coordinates in the text -------------------------------------------------------------------

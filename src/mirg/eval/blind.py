@@ -143,8 +143,12 @@ def run_blind(train: Sequence[Sample], samples: Sequence[Sample], out: str | Pat
     ``out/metrics.json`` (and ``per_sample.jsonl``); returns the metrics."""
     from mirg.score_files import write_outputs
 
-    prior = fit_blind(train)
+    from mirg.folders import check_output_folder
+
     out = Path(out)
+    check_output_folder(out, "--out", ["blind_boxes.json", "predictions.jsonl"],
+                        "predictions.jsonl, metrics.json and per_sample.jsonl")
+    prior = fit_blind(train)
     out.mkdir(parents=True, exist_ok=True)
     scores = []
     with (out / "predictions.jsonl").open("w", encoding="utf-8") as handle:

@@ -41,6 +41,10 @@ def score_run(samples: list[Sample], predictions: Path, space: CoordSpace) -> tu
 def claim_run_folder(out: Path, identity: dict[str, Any]) -> None:
     """Record what ``out``'s predictions are made with (``run.json``); refuse to resume predictions made
     with another model, data or generation settings, which would silently mix two runs in one score."""
+    from mirg.folders import check_output_folder
+
+    check_output_folder(out, "--out", ["run.json", "predictions.jsonl"],
+                        "predictions.jsonl, metrics.json, per_sample.jsonl and report files")
     record, predictions = out / "run.json", out / "predictions.jsonl"
     if record.is_file() and predictions.is_file() and predictions.stat().st_size:
         try:

@@ -385,8 +385,12 @@ def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     from mirg.models.card import write_model_card
     from mirg.models.registry import adapter_for
 
+    from mirg.folders import check_output_folder
+
     if plan.out.exists() and (plan.out / "config.json").exists():
         raise MirgError(f"{plan.out} already holds a model; choose a new --out folder")
+    check_output_folder(plan.out, "--out", ["work", "pretrain_summary.json"],  # an earlier run resumes in work/
+                        "its stages under work/, then the model and a README.md card")
     start = time.monotonic()
     init = plan.work("init")
     if not (init / "config.json").is_file():

@@ -142,15 +142,10 @@ class MirgArguments:
 def check_output_dir(out: Path) -> None:
     """A new or empty folder, or one an earlier run wrote (its model, checkpoints or logs): anything else is
     someone's folder, whose README.md the run's model card would overwrite."""
-    if out.exists() and not out.is_dir():
-        raise MirgError(f"--output_dir {out} is a file, not a folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    earlier_run = ((out / "config.json").is_file() or (out / "trainer_state.json").is_file() or (out / "runs").is_dir()
-                   or any(out.glob("checkpoint-*")))
-    if not earlier_run:
-        raise MirgError(f"--output_dir {out} holds other files and no model, checkpoint or training logs; choose a "
-                        "new or empty folder (a run writes its weights and a README.md model card there)")
+    from mirg.folders import check_output_folder
+
+    check_output_folder(out, "--output_dir", ["config.json", "trainer_state.json", "runs", "checkpoint-*"],
+                        "its weights and a README.md model card")
 
 
 def check_at_least(args, lowest: float, names: tuple[str, ...]) -> None:
