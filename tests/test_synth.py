@@ -328,3 +328,37 @@ def test_a_worker_that_dies_gives_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "a drawing worker stopped abruptly" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_an_interrupted_run_stops_at_once_and_is_replaced_with_overwrite(tmp_path, capsys):
+    """Ctrl-C (SIGINT to the process group) during a two-worker run: the command stops within seconds rather than
+    drawing every queued range, exits 130, and leaves a folder marked unfinished that --overwrite replaces."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "ds"
+    proc = subprocess.Popen([sys.executable, "-m", "mirg", "data", "synth", "--out", str(out), "--n", "200000",
+                             "--image-size", "64", "--workers", "2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(list(out.glob("images/*.png"))) < 200:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    start = time.monotonic()
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 130 and time.monotonic() - start < 30, "the run went on drawing after the interrupt"
+    assert "mirg: interrupted" in proc.stderr.read()
+    assert (out / ".unfinished").exists() and not (out / "manifest.jsonl").exists()
+    assert main(["data", "synth", "--out", str(out), "--n", "3", "--image-size", "64"]) == 2
+    assert "replace a dataset whose run was cut short" in capsys.readouterr().err
+    assert main(["data", "synth", "--out", str(out), "--n", "3", "--image-size", "64", "--overwrite"]) == 0
+    assert len(read_manifest(out)) == 3 and not (out / ".unfinished").exists()
+    assert len(list((out / "images").iterdir())) == 6

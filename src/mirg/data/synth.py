@@ -275,6 +275,7 @@ def generate_range(cfg: SynthConfig, out: Path, start: int, stop: int) -> list[t
 # --- the dataset folder ------------------------------------------------------------------------------
 
 OUTPUTS = ("manifest.jsonl", "README.md", "images", "examples")
+UNFINISHED = ".unfinished"  # in the folder while a run writes it: one cut short can be replaced with --overwrite
 
 
 def prepare_output(out: Path, overwrite: bool) -> None:
@@ -283,17 +284,20 @@ def prepare_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise MirgError(f"--out {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()):
+        unfinished = (out / UNFINISHED).exists()
         if not overwrite:
-            raise MirgError(f"--out {out} is not empty; pass --overwrite to replace the dataset there")
-        if not (out / "manifest.jsonl").is_file():
+            what = "a dataset whose run was cut short" if unfinished else "the dataset there"
+            raise MirgError(f"--out {out} is not empty; pass --overwrite to replace {what}")
+        if not unfinished and not (out / "manifest.jsonl").is_file():
             raise MirgError(f"--out {out} holds no manifest.jsonl: not a dataset folder, not overwriting it")
-        for name in OUTPUTS:
+        for name in (*OUTPUTS, UNFINISHED):
             path = out / name
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
     (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / UNFINISHED).write_text("mirg data synth is writing this folder, or was stopped before it finished\n")
 
 
 @dataclass
@@ -322,8 +326,10 @@ def _run_samples(cfg: SynthConfig, out: Path, workers: int, tick: Callable[[int]
     chunk = max(1, min(100, cfg.n // (workers * 4) or 1))
     ranges = [(s, min(cfg.n, s + chunk)) for s in range(0, cfg.n, chunk)]
     results = []
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(generate_range, cfg, out, s, e) for s, e in ranges]
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    futures = []
+    try:
+        futures.extend(pool.submit(generate_range, cfg, out, s, e) for s, e in ranges)
         for future in futures:
             try:
                 part = future.result()
@@ -333,6 +339,12 @@ def _run_samples(cfg: SynthConfig, out: Path, workers: int, tick: Callable[[int]
                                 "rerun with --workers 1 to see why") from None
             results.extend(part)
             tick(len(part))
+    except BaseException:  # an interrupt or a failure: the queued ranges are not drawn; the workers finish the
+        for future in futures:  # ranges in hand and exit. Each is cancelled here: shutdown(cancel_futures=True)
+            future.cancel()  # alone left them to a pool thread that could miss it and draw every range first
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     return results
 
 
@@ -356,5 +368,6 @@ def write_dataset(cfg: SynthConfig, out: Path, workers: int = 1, overwrite: bool
     samples = [s for s, _ in results]
     write_manifest(samples, out / "manifest.jsonl")
     write_card(cfg, out, samples)
+    (out / UNFINISHED).unlink()
     return SynthResult(samples, sum(d.retries for _, d in results), sum(d.rejects for _, d in results),
                        time.perf_counter() - start)
