@@ -42,6 +42,10 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     # A rerun finds every stage complete and only rebuilds the summary.
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and "$ mirg sft" not in again.stdout
+    rerun = json.loads((out / "summary.json").read_text())  # what the stages took, not what the rerun took
+    assert summary["sessions"] == 1 and rerun["sessions"] == 2 and "over 2 sessions" in again.stdout
+    assert summary["wall_s"] <= rerun["wall_s"] < summary["wall_s"] + 60
+    assert rerun["peak_rss_mib"] == summary["peak_rss_mib"]
 
 
 def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
@@ -233,3 +237,21 @@ def test_ablation_refuses_bad_seeds_before_any_stage(tmp_path, seeds, reason):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and reason in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "a").exists()
+
+
+def test_sessions_add_up_and_a_finished_demo_from_before_them_keeps_its_time(tmp_path):
+    from mirg.demo import DemoPlan, add_session, read_sessions
+
+    plan = DemoPlan(out=tmp_path / "demo")
+    plan.out.mkdir()
+    assert read_sessions(plan) == {"wall_s": 0.0, "peak_rss_mib": 0.0, "sessions": 0}
+    first = add_session(plan, read_sessions(plan), 300.0)  # e.g. interrupted after 5 minutes
+    second = add_session(plan, read_sessions(plan), 540.5)  # continued to the end
+    assert second["wall_s"] == 840.5 and second["sessions"] == 2 and second["peak_rss_mib"] >= first["peak_rss_mib"] > 0
+    old = DemoPlan(out=tmp_path / "old")  # finished before sessions.json existed: its summary holds the time
+    old.out.mkdir()
+    (old.out / "summary.json").write_text(json.dumps({"wall_s": 825.8, "peak_rss_mib": 99999.0}))
+    assert read_sessions(old) == {"wall_s": 825.8, "peak_rss_mib": 99999.0, "sessions": 1}
+    assert add_session(old, read_sessions(old), 0.4) == {"wall_s": 826.2, "peak_rss_mib": 99999.0, "sessions": 2}
+    (old.out / "sessions.json").write_text("{broken")  # unreadable: the summary is read instead
+    assert read_sessions(old)["wall_s"] == 825.8

@@ -346,12 +346,37 @@ def repeat_command(plan: DemoPlan, steps: dict[str, int]) -> str:
     return " ".join(parts + ["--sft-steps", str(steps["sft"]), "--grpo-steps", str(steps["sft_grpo"])])
 
 
-def write_summary(plan: DemoPlan, models: dict[str, str], metrics: dict[str, dict[str, Any]], wall_s: float) -> dict:
+def read_sessions(plan: DemoPlan) -> dict[str, float]:
+    """Wall time and peak memory of the earlier sessions on this folder (``sessions.json``; for a folder from
+    before it, a finished demo's ``summary.json``), so that a demo interrupted and continued, or rerun once
+    finished, reports the time and memory its stages took, not only those of its last session."""
+    for name, sessions in (("sessions.json", None), ("summary.json", 1)):
+        try:
+            record = json.loads(plan.path(name).read_text(encoding="utf-8"))
+            return {"wall_s": float(record["wall_s"]), "peak_rss_mib": float(record["peak_rss_mib"]),
+                    "sessions": int(record.get("sessions", sessions))}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return {"wall_s": 0.0, "peak_rss_mib": 0.0, "sessions": 0}
+
+
+def add_session(plan: DemoPlan, before: dict[str, float], wall_s: float) -> dict[str, float]:
+    """``before`` with this session added (written to ``sessions.json`` at once: an interrupted session counts)."""
+    total = {"wall_s": round(before["wall_s"] + wall_s, 1),
+             "peak_rss_mib": round(max(before["peak_rss_mib"], peak_rss_mib()), 1),
+             "sessions": int(before["sessions"]) + 1}
+    plan.path("sessions.json").write_text(json.dumps(total, indent=2) + "\n", encoding="utf-8")
+    return total
+
+
+def write_summary(plan: DemoPlan, models: dict[str, str], metrics: dict[str, dict[str, Any]],
+                  sessions: dict[str, float]) -> dict:
     steps = trained_steps(models)
     summary = {
         "seed": plan.seed,
-        "wall_s": round(wall_s, 1),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "wall_s": sessions["wall_s"],
+        "peak_rss_mib": sessions["peak_rss_mib"],
+        "sessions": sessions["sessions"],
         "final_model": models["sft_grpo"],
         "steps": steps,
         "repeat": repeat_command(plan, steps),
@@ -376,13 +401,18 @@ def run_demo(plan: DemoPlan) -> dict:
     resolve_detail(plan, base_dir)
     plan.out.mkdir(parents=True, exist_ok=True)  # only once the plan is whole: a refused one writes nothing
     check_plan(plan, base_dir)
-    make_data(plan, coords)
-    models = train_stages(plan, str(base_dir))
-    metrics = evaluate_stages(plan, models)
-    summary = write_summary(plan, models, metrics, time.monotonic() - start)
+    before = read_sessions(plan)
+    try:
+        make_data(plan, coords)
+        models = train_stages(plan, str(base_dir))
+        metrics = evaluate_stages(plan, models)
+    finally:  # also when interrupted: the next session adds its time to this one's
+        sessions = add_session(plan, before, time.monotonic() - start)
+    summary = write_summary(plan, models, metrics, sessions)
     write_demo_report(plan.out, metrics, summary)
     print("\n" + summary_table(metrics))
-    print(f"\nwall {summary['wall_s']:.0f} s, peak memory {summary['peak_rss_mib']:.0f} MiB; "
+    spread = f" over {summary['sessions']} sessions" if summary["sessions"] > 1 else ""
+    print(f"\nwall {summary['wall_s']:.0f} s{spread}, peak memory {summary['peak_rss_mib']:.0f} MiB; "
           f"report: {plan.path('report.html')}")
     print(f"the same stages again, for the same number of steps on any machine: {summary['repeat']}")
     return summary
