@@ -163,6 +163,28 @@ def test_bad_inputs_give_one_line_errors(parity_dir, small_dataset, tmp_path, mi
         _assert_one_line_error(proc, fragment)
 
 
+def test_files_opening_with_a_byte_order_mark_read_as_without_one(small_dataset, parity_dir, tmp_path, mirg):
+    """Windows editors and PowerShell start UTF-8 files with a BOM: manifests, predictions and MIG-Bench files too."""
+    preds = write_predictions(tmp_path / "p.jsonl", [{"id": "a", "response": render_answer(2, [100, 60, 200, 160])}])
+    plain = mirg("score", "--data", str(small_dataset), "--predictions", str(preds), "--out", str(tmp_path / "m0.json"))
+    assert plain.returncode == 0, plain.stderr
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "bom").mkdir()
+    (tmp_path / "bom" / "manifest.jsonl").write_bytes(bom + (small_dataset / "manifest.jsonl").read_bytes())
+    (tmp_path / "bom.jsonl").write_bytes(bom + preds.read_bytes())
+    marked = mirg("score", "--data", str(tmp_path / "bom"), "--predictions", str(tmp_path / "bom.jsonl"),
+                  "--out", str(tmp_path / "m1.json"))
+    assert marked.returncode == 0, marked.stderr
+    first, second = (json.loads((tmp_path / f"m{i}.json").read_text()) for i in (0, 1))
+    assert first["overall"]["task_mean_acc@0.5"] == second["overall"]["task_mean_acc@0.5"] == 0.25  # a of a, b, c
+    result = next((parity_dir / "results" / "univg-r1").glob("*common_object*"))
+    (tmp_path / "result.json").write_bytes(bom + result.read_bytes())
+    (tmp_path / "bench.json").write_bytes(bom + (parity_dir / "revised_MIG_bench.json").read_bytes())
+    compat = mirg("score", "--data", str(tmp_path / "bench.json"), "--predictions", str(tmp_path / "result.json"),
+                  "--out", str(tmp_path / "m2.json"), "--compat", "migbench")
+    assert compat.returncode == 0, compat.stderr
+
+
 def test_an_output_path_that_cannot_be_written_is_named_with_the_reason(small_dataset, tmp_path, mirg):
     good = write_predictions(tmp_path / "good.jsonl", [{"id": "a", "response": "x"}])
     (tmp_path / "folder").mkdir()

@@ -659,3 +659,15 @@ def test_the_wheel_ships_the_recipes_the_default_options_come_from(tmp_path):
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     module, recipe = probe.stdout.split()
     assert module.startswith(str(tmp_path / "site")) and recipe == str(tmp_path / "site/mirg/recipes/tiny-cpu/sft.yaml")
+
+
+def test_trajectories_opening_with_a_byte_order_mark_read_as_without_one(trajectories, tmp_path):
+    from mirg.train.data import STAGE_COLUMNS, read_records
+
+    plain = trajectories / "sft.jsonl"
+    marked = trajectories / "sft_bom.jsonl"  # beside it: the records' image paths are relative to the folder
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    try:
+        assert read_records(marked, STAGE_COLUMNS["sft"]) == read_records(plain, STAGE_COLUMNS["sft"])
+    finally:
+        marked.unlink()

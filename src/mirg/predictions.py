@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ class PredictionFile:
 def read_json_file(path: Path) -> Any:
     """Parse a whole JSON file, with a one-line reason on failure."""
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark some editors write is skipped
             return json.load(handle)
     except FileNotFoundError:
         raise MirgError(f"{path}: no such file") from None
@@ -38,7 +39,7 @@ def read_json_file(path: Path) -> Any:
 def _first_char(path: Path) -> str:
     try:
         with path.open("rb") as handle:
-            head = handle.read(4096).lstrip()
+            head = handle.read(4096).removeprefix(codecs.BOM_UTF8).lstrip()
     except FileNotFoundError:
         raise MirgError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -49,7 +50,7 @@ def _first_char(path: Path) -> str:
 def read_predictions_jsonl(path: Path) -> dict[str, str]:
     """``id -> response`` from a JSONL file; a bad or duplicate line is an error naming the line."""
     out: dict[str, str] = {}
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

@@ -278,7 +278,7 @@ def read_manifest(path: str | Path) -> list[Sample]:
     """Read and validate a manifest (a ``.jsonl`` file or a dataset folder holding ``manifest.jsonl``)."""
     path = manifest_path(path)
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark some editors write is skipped
             return parse_manifest_lines(handle, str(path))
     except UnicodeDecodeError as exc:
         raise MirgError(f"{path}: not UTF-8 text ({exc.reason})") from None

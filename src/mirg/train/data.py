@@ -35,7 +35,7 @@ def data_file(data_dir: str | Path, stage: str) -> Path:
 def read_records(file: Path, columns: tuple[str, ...], limit: int | None = None) -> list[dict[str, Any]]:
     """Records of a JSONL file, each checked for ``columns`` and for its image files."""
     records = []
-    with file.open(encoding="utf-8") as handle:
+    with file.open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark some editors write is skipped
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
