@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="generation backend (default hf)")
     p.add_argument("--coords", choices=SPACES, help="read boxes in this space (default: the model family's)")
     p.add_argument("--max-new-tokens", type=int, default=384, metavar="T", help="generation budget (default 384)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"],
+                   help="dtype the weights are loaded in (default float32; bfloat16 on GPUs; auto: the checkpoint's)")
     p.add_argument("--device", default="auto", metavar="DEV",
                    help="hf backend: auto (the GPU where one is visible), cpu, cuda or cuda:N (default auto)")
     p.set_defaults(func=run)
