@@ -89,5 +89,6 @@ def test_blind_refuses_a_folder_holding_other_files(tmp_path, mirg):
     assert (mine / "metrics.json").read_text() == "mine" and len(list(mine.iterdir())) == 1
     assert mirg("data", "blind", "--train", str(tmp_path / "d"), "--data", str(tmp_path / "d"),
                 "--out", str(tmp_path / "b")).returncode == 0
-    again = mirg("data", "blind", "--train", str(tmp_path / "d"), "--data", str(tmp_path / "d"), "--out", str(tmp_path / "b"))
+    again = mirg("data", "blind", "--train", str(tmp_path / "d"), "--data", str(tmp_path / "d"),
+                 "--out", str(tmp_path / "b"))
     assert again.returncode == 0, again.stderr  # its own folder is rewritten

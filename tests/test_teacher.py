@@ -281,7 +281,8 @@ def test_no_accepted_trajectory_is_an_error_that_says_why(tmp_path, serve, key_e
     assert main(teacher_argv(data, out, serve(script), "--max-attempts", "1")) == 2
     captured = capsys.readouterr()
     assert "teacher: 0 accepted, 3 rejected of 3 samples" in captured.out
-    assert captured.err == f"mirg: error: no trajectory was accepted (3 unreadable reply); see {out / 'rejected.jsonl'}\n"
+    expected = f"mirg: error: no trajectory was accepted (3 unreadable reply); see {out / 'rejected.jsonl'}\n"
+    assert captured.err == expected
     assert [r["reason"] for r in read_jsonl(out / "rejected.jsonl")] == ["unreadable reply"] * 3
 
 

@@ -476,7 +476,8 @@ def test_out_holding_other_files_is_refused_and_a_trajectories_folder_rebuilt(tm
     project.mkdir()
     (project / "README.md").write_text("my project")
     assert main(["data", "trajectories", "--data", str(data), "--out", str(project)]) == 2
-    assert "holds other files and none a run leaves (sft.jsonl, rl.jsonl, teacher_cache.jsonl, rejected.jsonl)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds other files and none a run leaves (sft.jsonl, rl.jsonl, teacher_cache.jsonl, rejected.jsonl)" in err
     assert (project / "README.md").read_text() == "my project" and len(list(project.iterdir())) == 1
     out = tmp_path / "traj"
     for _ in range(2):  # a folder an earlier run wrote is rebuilt in place

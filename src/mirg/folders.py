@@ -22,7 +22,7 @@ def check_output_folder(out: Path, flag: str, markers: Sequence[str], writes: st
     >>> _ = (folder / "notes.txt").write_text("mine")
     >>> check_output_folder(folder, "--out", ["run.json"], "its report")
     Traceback (most recent call last):
-    mirg.errors.MirgError: --out ... holds other files and none a run leaves (run.json); choose a new or empty folder (a run writes its report there)
+    mirg.errors.MirgError: --out ... holds other files and none a run leaves (run.json); choose a new or empty ...
     """
     if out.exists() and not out.is_dir():
         raise MirgError(f"{flag} {out} is a file, not a folder")

@@ -55,7 +55,8 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     vision.add_argument("--minutes", type=float, default=5.0, help="wall-time budget (default 5)")
     vision.add_argument("--learning-rate", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     vision.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
-    vision.add_argument("--seed", type=int, default=0, help="seed of the held-out split, the batch order and the dense head (default 0)")
+    vision.add_argument("--seed", type=int, default=0,
+                        help="seed of the held-out split, the batch order and the dense head (default 0)")
     vision.add_argument("--word-targets", action="store_true",
                         help="score colour and shape against the model's own embeddings of those words, as the "
                         "coordinates are scored against the number tokens' (default: a plain classifier)")
