@@ -20,8 +20,11 @@ target_image, target_box, image_sizes) and README.md with counts per task. Image
 
 --mode template is deterministic and offline. --mode teacher asks an OpenAI-compatible chat endpoint
 (images and annotations sent), keeps only replies that verify against the annotations (strict format,
-target image, IoU >= 0.5, reasoning names the image), retries the rest and counts rejections. Replies are
-cached in OUT/teacher_cache.jsonl: rerunning the same command resumes without repeating a call.
+target image, IoU >= 0.5, reasoning names the image), retries the rest and counts rejections by reason
+(each in OUT/rejected.jsonl); a run that accepts none exits with status 2. Replies are cached in
+OUT/teacher_cache.jsonl: rerunning the same command resumes without repeating a call.
+
+OUT is a new or empty folder, or one an earlier run wrote; a folder holding other files is refused.
 """
 
 
