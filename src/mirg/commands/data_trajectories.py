@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 
 from mirg.data.trajectories import DETAILS, ORDERS
 from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, SPACES
@@ -91,31 +90,24 @@ def run(args: argparse.Namespace) -> int:
         report = build_template(dataset, out, opts)
         print(f"wrote {sum(report.accepted.values())} trajectories for {len(dataset.samples)} samples -> {out}")
         return 0
-    from mirg.data.teacher import run_teacher
+    from mirg.data.teacher import REJECTED_FILE, run_teacher
 
     report, error = run_teacher(dataset, out, opts, config)
-    accepted, reasons = sum(report.accepted.values()), rejection_reasons(report.rejected)
+    accepted, reasons = sum(report.accepted.values()), report.rejections_by_kind()
     print(f"teacher: {accepted} accepted, {sum(reasons.values())} rejected of {len(dataset.samples)} samples -> {out}")
     if reasons:
-        print(f"rejected: {describe_reasons(reasons)} (each sample's reply and why: {out / 'rejected.jsonl'})")
+        print(f"rejected: {describe_reasons(reasons)} (each sample's reply and why: {out / REJECTED_FILE})")
     if error:
         raise MirgError(error)
     if not accepted and reasons:  # an empty sft.jsonl would only fail later, in `mirg sft`
-        raise MirgError(f"no trajectory was accepted ({describe_reasons(reasons)}); see {out / 'rejected.jsonl'}")
+        raise MirgError(f"no trajectory was accepted ({describe_reasons(reasons)}); see {out / REJECTED_FILE}")
     return 0
-
-
-def rejection_reasons(rejected: dict) -> Counter[str]:
-    """Rejections by reason over all tasks (``{task: {reason: count}}`` -> ``{reason: count}``)."""
-    total: Counter[str] = Counter()
-    for per_task in rejected.values():
-        total.update(per_task)
-    return total
 
 
 def describe_reasons(reasons) -> str:
     """``12 unreadable reply, 3 low iou``: the most common first, ties by name (the same text every run)."""
-    return ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items(), key=lambda rc: (-rc[1], rc[0])))
+    ordered = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{count} {reason}" for reason, count in ordered)
 
 
 def _teacher_config(args: argparse.Namespace):

@@ -126,17 +126,15 @@ def run_pretrain_vision(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from mirg.errors import MirgError
+    from mirg.folders import check_output_folder
     from mirg.models.registry import resolve_model_path
     from mirg.models.vision_pretrain import train_vision
-
-    from mirg.errors import MirgError
 
     for flag, value in (("--minutes", args.minutes), ("--learning-rate", args.learning_rate),
                         ("--batch-size", args.batch_size)):
         if not 0 < value < float("inf"):  # nan too: argparse's float takes it
             raise MirgError(f"{flag} must be positive, got {value}")
-    from mirg.folders import check_output_folder
-
     check_output_folder(Path(args.out), "--out", ["vision_stage.json"], "a model and its README.md card")
     result = train_vision(resolve_model_path(args.model), Path(args.data), Path(args.out), args.minutes,
                           args.learning_rate, args.batch_size, args.seed, device=args.device,

@@ -595,6 +595,13 @@ class BuildReport:
     def reject(self, task: str, kind: str) -> None:
         self.rejected.setdefault(task, Counter())[kind] += 1
 
+    def rejections_by_kind(self) -> Counter:
+        """Rejections over all tasks, by kind (``wrong image``, ``low iou``, ...)."""
+        total: Counter = Counter()
+        for per_task in self.rejected.values():
+            total.update(per_task)
+        return total
+
 
 def _coords_text(space: CoordSpace) -> str:
     if space.name != "resized":

@@ -141,9 +141,8 @@ def fit_blind(train: Sequence[Sample]) -> BlindPrior:
 def run_blind(train: Sequence[Sample], samples: Sequence[Sample], out: str | Path) -> dict[str, Any]:
     """Fit on ``train``, answer ``samples`` blind into ``out/predictions.jsonl``, score them into
     ``out/metrics.json`` (and ``per_sample.jsonl``); returns the metrics."""
-    from mirg.score_files import write_outputs
-
     from mirg.folders import check_output_folder
+    from mirg.score_files import write_outputs
 
     out = Path(out)
     check_output_folder(out, "--out", ["blind_boxes.json", "predictions.jsonl"],

@@ -382,10 +382,9 @@ def with_label_tokens(plan: PretrainPlan, model: Path) -> Path:
 
 def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     """Build the tiny model, run the curriculum, evaluate, and leave the final model + card in ``out``."""
+    from mirg.folders import check_output_folder
     from mirg.models.card import write_model_card
     from mirg.models.registry import adapter_for
-
-    from mirg.folders import check_output_folder
 
     if plan.out.exists() and (plan.out / "config.json").exists():
         raise MirgError(f"{plan.out} already holds a model; choose a new --out folder")
