@@ -39,6 +39,8 @@ from mirg.demo import DemoPlan, check_plan, evaluate_blind, grpo_args, make_data
 from mirg.errors import MirgError
 from mirg.models.registry import adapter_for, resolve_model_path
 from mirg.pipeline import run_mirg
+from mirg.scoring import describe_difference
+from paired import parse_seeds
 
 METRICS = ("task_mean_acc@0.5", "pooled_acc@0.5", "pooled_mean_iou", "pooled_image_acc")
 #: The differences the paper's claims are about, where both variants ran: the method against the control, what
@@ -134,29 +136,15 @@ def aggregate(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict[str, dict[
 
 def paired(out: Path, seeds: list[int], split: str, names: set[str]) -> dict[str, dict]:
     """Each of :data:`PAIRS` whose variants ran: the difference in task-mean acc@0.5 per seed, with a paired
-    bootstrap over the split's samples (:func:`mirg.scoring.paired_difference`), and its mean over seeds (the
-    seeds' draws averaged: the interval covers the test samples drawn, not the spread between training runs,
-    which the per-seed values show)."""
-    import numpy as np
+    bootstrap over the split's samples, and its mean over seeds (:func:`mirg.scoring.paired_difference_over_seeds`)."""
+    from mirg.scoring import paired_difference_over_seeds, read_sample_scores
 
-    from mirg.scoring import paired_difference, read_sample_scores
+    def scores(seed: int, name: str) -> list:
+        plan = DemoPlan(out=out / f"seed{seed}", seed=seed)
+        return read_sample_scores(eval_dir(plan, name, split) / "per_sample.jsonl")
 
-    results = {}
-    for a, b in PAIRS:
-        if not {a, b} <= names:
-            continue
-        per_seed, draws = {}, []
-        for seed in seeds:
-            plan = DemoPlan(out=out / f"seed{seed}", seed=seed)
-            d = paired_difference(read_sample_scores(eval_dir(plan, a, split) / "per_sample.jsonl"),
-                                  read_sample_scores(eval_dir(plan, b, split) / "per_sample.jsonl"), seed=seed)
-            draws.append(d.pop("diffs"))
-            per_seed[seed] = d
-        mean = sum(draws) / len(draws)
-        results[f"{a} - {b}"] = {"per_seed": per_seed, "mean": {
-            "diff": statistics.mean(d["diff"] for d in per_seed.values()), "se": float(mean.std(ddof=1)),
-            "ci95": [float(v) for v in np.percentile(mean, [2.5, 97.5])]}}
-    return results
+    return {f"{a} - {b}": paired_difference_over_seeds({seed: (scores(seed, a), scores(seed, b)) for seed in seeds})
+            for a, b in PAIRS if {a, b} <= names}
 
 
 def markdown(summary: dict[str, dict[str, dict[str, float]]], seeds: list[int], split: str, n: int,
@@ -172,25 +160,9 @@ def markdown(summary: dict[str, dict[str, dict[str, float]]], seeds: list[int], 
                   "split's samples):", "", "| difference | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
                   "|" + "---|" * (len(seeds) + 2)]
         for label, d in pairs.items():
-            cells = [interval(d["per_seed"][s]) for s in seeds] + [interval(d["mean"])]
+            cells = [describe_difference(d["per_seed"][s]) for s in seeds] + [describe_difference(d["mean"])]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def interval(d: dict) -> str:
-    low, high = d["ci95"]
-    return f"{100 * d['diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
-
-
-def parse_seeds(text: str, parser: argparse.ArgumentParser) -> list[int]:
-    """``0,1,2`` -> [0, 1, 2]: distinct whole numbers from 0, else the parser's one-line error before any stage."""
-    try:
-        seeds = [int(s) for s in text.split(",")]
-    except ValueError:
-        parser.error(f"--seeds takes comma-separated whole numbers like 0,1,2, got {text!r}")
-    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
-        parser.error(f"--seeds must be distinct numbers from 0, got {text!r}")
-    return seeds
 
 
 def main() -> None:
@@ -225,7 +197,10 @@ def main() -> None:
             parser.error(f"{flag} must be positive, got {value}")
     if opts.sft_cooldown is not None and not 0 <= opts.sft_cooldown < 1:
         parser.error(f"--sft-cooldown is a fraction from 0 (off) to below 1, got {opts.sft_cooldown}")
-    seeds = parse_seeds(opts.seeds, parser)
+    try:
+        seeds = parse_seeds(opts.seeds)
+    except MirgError as exc:
+        parser.error(str(exc))
     only = None
     if opts.variants:
         only = set(opts.variants.split(","))

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ablation import eval_dir, evaluate, interval  # noqa: E402
+from ablation import eval_dir, evaluate  # noqa: E402
 
 from mirg.demo import DemoPlan, grpo_args, read_plan, sft_args  # noqa: E402
 from mirg.errors import MirgError  # noqa: E402
@@ -129,7 +129,7 @@ def train_arms(plan: DemoPlan, data: Path, minutes: float) -> dict[str, Path]:
 
 def differences(plan: DemoPlan, split: str, names: list[str]) -> list[str]:
     """Paired differences in task-mean acc@0.5 (bootstrap over the split's samples) of the focused arms."""
-    from mirg.scoring import paired_difference, read_sample_scores
+    from mirg.scoring import describe_difference, paired_difference, read_sample_scores
 
     pairs = [("focus_grpo", "focus_sft"), ("focus_grpo", "sft_continued"), ("focus_grpo", "sft_grpo"),
              ("focus_grpo", "sft"), ("focus_sft", "sft"), ("focus_sft", "sft_continued"),
@@ -139,7 +139,7 @@ def differences(plan: DemoPlan, split: str, names: list[str]) -> list[str]:
         if a in names and b in names:
             d = paired_difference(read_sample_scores(eval_dir(plan, a, split) / "per_sample.jsonl"),
                                   read_sample_scores(eval_dir(plan, b, split) / "per_sample.jsonl"), seed=plan.seed)
-            lines.append(f"{a} - {b}: {interval(d)}")
+            lines.append(f"{a} - {b}: {describe_difference(d)}")
     return lines
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -275,6 +278,70 @@ def test_paired_difference_refuses_runs_on_different_samples():
         paired_difference(a + a[:1], a + a[:1])
     with pytest.raises(MirgError, match="'x' in one run and 'y'"):
         paired_difference(a, [_score("x0", "x", 0.9), _score("x1", "y", 0.9)])
+
+
+def _hits(prefix: str, task: str, pattern: str) -> list:
+    """One sample per character of ``pattern``: ``1`` right at acc@0.5, ``0`` wrong."""
+    return [_score(f"{prefix}{i}", task, 0.9 if c == "1" else 0.0) for i, c in enumerate(pattern)]
+
+
+def test_paired_difference_over_seeds_averages_the_seeds_and_their_draws():
+    from mirg.errors import MirgError
+    from mirg.scoring import describe_difference, paired_difference, paired_difference_over_seeds
+
+    # seed 0: a ahead by 0.4 on task x (10 samples); seed 1: a behind by 0.2
+    runs = {0: (_hits("x", "x", "1111100000"), _hits("x", "x", "1000000000")),
+            1: (_hits("x", "x", "1100000000"), _hits("x", "x", "1111000000"))}
+    result = paired_difference_over_seeds(runs, reps=4000)
+    assert result["per_seed"][0]["diff"] == pytest.approx(0.4) and result["per_seed"][1]["diff"] == pytest.approx(-0.2)
+    assert result["mean"]["diff"] == pytest.approx(0.1)
+    assert "diffs" not in result["per_seed"][0]
+    # each seed is bootstrapped with its own seed, as paired_difference alone would be
+    assert result["per_seed"][1]["ci95"] == paired_difference(*runs[1], reps=4000, seed=1)["ci95"]
+    # the mean of two independent seeds' draws spreads less than either seed alone
+    assert result["mean"]["se"] < min(d["se"] for d in result["per_seed"].values())
+    low, high = result["mean"]["ci95"]
+    assert low < 0.1 < high
+    assert describe_difference(result["per_seed"][0]).startswith("+40.0 [")
+    assert describe_difference({"diff": -0.0123, "ci95": [-0.03, 0.004]}) == "-1.2 [-3.0, +0.4]"
+    with pytest.raises(MirgError, match="at least one seed"):
+        paired_difference_over_seeds({})
+
+
+def _write_scores(path: Path, scores: list) -> None:
+    from dataclasses import asdict
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "per_sample.jsonl").write_text("".join(json.dumps(asdict(s)) + "\n" for s in scores))
+
+
+def test_paired_script_compares_evaluation_folders_over_seeds(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "paired.py"
+    for seed, (a, b) in {0: ("1111100000", "1000000000"), 1: ("1100000000", "1111000000")}.items():
+        _write_scores(tmp_path / f"seed{seed}" / "a", _hits("x", "x", a))
+        _write_scores(tmp_path / f"seed{seed}" / "b", _hits("x", "x", b))
+    a, b = str(tmp_path / "seed{s}" / "a"), str(tmp_path / "seed{s}" / "b")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+
+    proc = run(a, b, "--seeds", "0,1")
+    assert proc.returncode == 0, proc.stderr
+    assert "seed 0: +40.0 [" in proc.stdout and "seed 1: -20.0 [" in proc.stdout
+    assert "mean of the seeds: +10.0 [" in proc.stdout
+    as_json = json.loads(run(a, b, "--seeds", "0,1", "--json").stdout)
+    assert as_json["mean"]["diff"] == pytest.approx(0.1)
+    # a per_sample.jsonl named directly, one seed, no {s}
+    proc = run(str(tmp_path / "seed0" / "a" / "per_sample.jsonl"), str(tmp_path / "seed0" / "b"))
+    assert proc.returncode == 0 and "seed 0: +40.0 [" in proc.stdout
+    for args, reason in (((a, b, "--seeds", "0,2"), "seed2/a: no such file"),
+                         ((str(tmp_path / "seed0" / "a"), b, "--seeds", "0,1"), "must each hold {s}"),
+                         ((a, b, "--seeds", "0,x"), "comma-separated whole numbers"),
+                         ((a, str(tmp_path / "seed{s}" / "a" / "per_sample.jsonl"), "--seeds", "0", "--threshold", "0"),
+                          "--threshold is an IoU")):
+        proc = run(*args)
+        assert proc.returncode == 2 and reason in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) <= 2  # argparse adds its usage line
 
 
 def test_per_sample_scores_read_back_from_mirg_score(small_dataset, tmp_path, mirg):
