@@ -59,6 +59,21 @@ def test_report_contents(run):
     assert "<script" not in page and "http" not in page  # self-contained
 
 
+def test_gallery_numbers_each_image_legibly_on_a_light_picture(run):
+    from mirg.eval.report import draw_sample
+
+    _, _, samples, scores = run
+    root = run[0].parent / "data"
+    light = root / "images" / "white.png"
+    Image.new("RGB", (96, 64), (250, 250, 250)).save(light)
+    sample = Sample("w", "diff", ["images/white.png"] * 2, [(96, 64)] * 2, "q", Target(1, (50, 30, 90, 60)))
+    canvas = draw_sample(sample, scores[0], root)
+    for x0 in (0, canvas.width // 2 + 2):  # each image's top-left corner
+        corner = [canvas.getpixel((x0 + x, y)) for x in range(12) for y in range(14)]
+        assert any(max(px) < 40 for px in corner), "the number needs a dark tab"
+        assert any(min(px) > 230 for px in corner if px != (250, 250, 250)), "and a white number on it"
+
+
 def test_confusion_counts(run):
     _, _, samples, scores = run
     labels, matrix = confusion(samples, scores)

@@ -91,6 +91,13 @@ def _outline(draw, box: Sequence[float], scale: float, colour: tuple[int, int, i
     draw.rectangle([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], outline=colour, width=2)
 
 
+def _number(draw, k: int) -> None:
+    """Image ``k``'s number in the top-left corner, white on a dark tab: legible on any picture."""
+    left, top, right, bottom = draw.textbbox((3, 2), str(k))
+    draw.rectangle([0, 0, right + 3, bottom + 2], fill=(0, 0, 0))
+    draw.text((3, 2), str(k), fill=(255, 255, 255))
+
+
 def draw_sample(sample: Sample, score: SampleScore, root: Path):
     """All images of ``sample`` side by side, the target box in green and the predicted one in red."""
     from PIL import Image, ImageDraw
@@ -99,7 +106,7 @@ def draw_sample(sample: Sample, score: SampleScore, root: Path):
     for k, (rel, size) in enumerate(zip(sample.images, sample.image_sizes), start=1):
         img, scale = _thumb(root / rel, size)
         draw = ImageDraw.Draw(img)
-        draw.text((3, 2), f"{k}", fill=(255, 255, 0))
+        _number(draw, k)
         if k == sample.target.image:
             _outline(draw, sample.target.bbox, scale, TARGET_COLOUR)
         if score.pred_image == k and score.pred_box_pixels:
