@@ -360,3 +360,11 @@ def test_per_sample_scores_read_back_from_mirg_score(small_dataset, tmp_path, mi
     per.write_text(per.read_text() + '{"id": "d"}\n', encoding="utf-8")
     with pytest.raises(MirgError, match=r"per.jsonl:4: not a per-sample score row"):
         read_sample_scores(per)
+    good = per.read_text(encoding="utf-8").splitlines(keepends=True)[:3]
+    per.write_bytes(b"\xef\xbb\xbf" + "".join(good).encode())  # a byte-order mark: read as without it
+    assert [r.id for r in read_sample_scores(per)] == ["a", "b", "c"]
+    per.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    with pytest.raises(MirgError, match=r"per.jsonl: not UTF-8 text"):
+        read_sample_scores(per)
+    with pytest.raises(MirgError, match=r"nothing.jsonl: no such file"):
+        read_sample_scores(tmp_path / "nothing.jsonl")
