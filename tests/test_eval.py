@@ -61,6 +61,16 @@ def test_eval_killed_and_resumed_loses_and_repeats_nothing(tiny_setup, tmp_path)
     assert (out / "report.html").is_file() and (out / "per_sample.jsonl").is_file()
 
 
+def test_resume_drops_a_last_line_cut_inside_a_character(tmp_path):
+    preds = tmp_path / "predictions.jsonl"
+    whole = json.dumps({"id": "a", "response": "café ✓"}, ensure_ascii=False).encode()
+    line = json.dumps({"id": "b", "response": "naïve"}, ensure_ascii=False).encode()
+    torn = line[: line.index("ï".encode()) + 1]  # a write cut after the first of the two bytes of "ï"
+    preds.write_bytes(whole + b"\n" + torn)
+    assert completed_ids(preds) == {"a"}
+    assert preds.read_bytes() == whole + b"\n"  # the whole line kept byte for byte, the torn one dropped
+
+
 def test_eval_limit_and_bad_inputs(tiny_setup, tmp_path):
     result = subprocess.run(eval_args(tiny_setup, tmp_path / "r", "--limit", "2", "--batch-size", "2"),
                             capture_output=True, text=True)

@@ -36,16 +36,16 @@ def completed_ids(path: Path) -> set[str]:
     if not path.is_file():
         return set()
     done: set[str] = set()
-    kept: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
+    kept: list[bytes] = []
+    for line in path.read_bytes().splitlines():
+        try:  # line by line: a write cut short can end inside a character as well as inside the JSON
+            record = json.loads(line.decode("utf-8"))
         except ValueError:
             continue  # only a write cut short by an interruption can leave this; it is regenerated
         if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"] not in done:
             done.add(record["id"])
             kept.append(line)
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    path.write_bytes(b"".join(line + b"\n" for line in kept))
     return done
 
 
