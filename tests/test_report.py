@@ -74,6 +74,18 @@ def test_gallery_numbers_each_image_legibly_on_a_light_picture(run):
         assert any(min(px) > 230 for px in corner if px != (250, 250, 250)), "and a white number on it"
 
 
+@pytest.mark.parametrize("state", ['[{"loss": 1.0}]', '{"log_history": {"loss": 1.0}}', '{"log_history": null}',
+                                   b"\xff\xfe{", "{broken"])
+def test_an_unreadable_trainer_log_gives_no_curves_not_a_failed_report(tmp_path, state):
+    from mirg.eval.report import read_log_history
+
+    target = tmp_path / "trainer_state.json"
+    target.write_bytes(state if isinstance(state, bytes) else state.encode())
+    assert read_log_history(tmp_path) == []
+    target.write_text('{"log_history": [{"step": 1, "loss": 2.0}, 3]}')
+    assert read_log_history(tmp_path) == [{"step": 1, "loss": 2.0}]
+
+
 def test_confusion_counts(run):
     _, _, samples, scores = run
     labels, matrix = confusion(samples, scores)

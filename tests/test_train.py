@@ -636,6 +636,9 @@ def test_config_errors_are_mirg_errors(tmp_path):
         parse_arguments(SFTArguments, ["--config", str(tmp_path / "none.yaml")], "sft")
     with pytest.raises(MirgError, match="invalid int value"):
         parse_arguments(SFTArguments, ["--max_steps", "many"], "sft")
+    recipe.write_text("learning_rate: 1.0e-4\n", encoding="utf-16")  # a Windows editor's "Unicode"
+    with pytest.raises(MirgError, match=r"r.yaml: not UTF-8 text"):
+        parse_arguments(SFTArguments, ["--config", str(recipe)], "sft")
 
 
 def test_the_wheel_ships_the_recipes_the_default_options_come_from(tmp_path):

@@ -156,9 +156,10 @@ def read_log_history(model_dir: Path | None) -> list[dict[str, Any]]:
         return []
     try:
         state = json.loads((model_dir / "trainer_state.json").read_text(encoding="utf-8"))
-    except ValueError:
+    except ValueError:  # unreadable JSON or not UTF-8: no curves rather than no report
         return []
-    return [row for row in state.get("log_history", []) if isinstance(row, dict)]
+    history = state.get("log_history") if isinstance(state, dict) else None
+    return [row for row in history if isinstance(row, dict)] if isinstance(history, list) else []
 
 
 def curve_figures(history: list[dict[str, Any]]) -> list[Figure]:

@@ -311,6 +311,8 @@ def read_recipe(path: Path, known: set[str]) -> dict:
         recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise MirgError(f"recipe {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError as exc:
+        raise MirgError(f"recipe {path}: not UTF-8 text ({exc.reason})") from None
     if not isinstance(recipe, dict):
         raise MirgError(f"recipe {path}: must be a mapping of option: value")
     for key in recipe:
