@@ -317,3 +317,37 @@ def test_importing_models_and_model_help_stay_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _break_config(folder: Path, **text_config: int) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"].update(text_config)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("breakage, reason", [
+    ("no_weights", "cannot load the qwen3_vl weights (Error no file named model.safetensors"),
+    ("weights_cut_short", "cannot load the qwen3_vl weights (Error while deserializing header"),
+    ("one_layer_more", "the weights do not match config.json: 11 missing (first: model.language_model.layers.4."),
+    ("wider_mlp", "cannot load the qwen3_vl weights (You set `ignore_mismatched_sizes` to `False`"),
+    ("broken_tokenizer", "cannot build the qwen3_vl processor (Expecting property name"),
+])
+def test_a_broken_model_folder_is_one_line_before_anything_runs(tmp_path, breakage, reason):
+    folder = tmp_path / "model"
+    shutil.copytree(resolve_model_path("embedded"), folder)
+    weights = folder / "model.safetensors"
+    if breakage == "no_weights":
+        weights.unlink()
+    elif breakage == "weights_cut_short":  # an interrupted copy or download
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif breakage == "one_layer_more":  # transformers would fill layer 4 with random weights and go on
+        _break_config(folder, num_hidden_layers=5)
+    elif breakage == "wider_mlp":
+        _break_config(folder, intermediate_size=4096)
+    else:
+        (folder / "tokenizer.json").write_text("{broken")
+    adapter = adapter_for(folder)
+    with pytest.raises(MirgError) as caught:
+        adapter.load_processor(folder)
+        adapter.load_model(folder)
+    assert str(caught.value).startswith(f"{folder}: {reason}") and "\n" not in str(caught.value)

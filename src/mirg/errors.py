@@ -10,6 +10,13 @@ class MirgError(Exception):
     """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name where it has none: the reason a one-line error
+    gives for a library's longer one."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ManifestError(MirgError):
     """One or more manifest records are invalid; ``problems`` lists each as ``file:line: field: reason``."""
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mirg.errors import MirgError
+from mirg.errors import MirgError, first_line
 from mirg.geometry import CoordSpace
 from mirg.prompts import user_message
 
@@ -104,7 +104,12 @@ class ModelAdapter:
         """
         folder = self.check_folder(path)
         limits = self.with_pixels(min_pixels, max_pixels)
-        return self.build_processor(folder, limits.min_pixels, limits.max_pixels)
+        try:
+            return self.build_processor(folder, limits.min_pixels, limits.max_pixels)
+        except MirgError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # a broken tokenizer.json, preprocessor config, ...
+            raise MirgError(f"{folder}: cannot build the {self.family} processor ({first_line(exc)})") from None
 
     def build_processor(self, folder: Path, min_pixels: int, max_pixels: int):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -122,7 +127,14 @@ class ModelAdapter:
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype, None)
         if torch_dtype is None:
             raise MirgError(f"unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto")
-        model = self.model_class().from_pretrained(str(folder), dtype=torch_dtype)
+        from safetensors import SafetensorError
+
+        try:
+            model, info = self.model_class().from_pretrained(str(folder), dtype=torch_dtype, output_loading_info=True)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
+            # weights missing, cut short by a copy or download, or of another shape than config.json says
+            raise MirgError(f"{folder}: cannot load the {self.family} weights ({first_line(exc)})") from None
+        check_loaded_weights(folder, info)
         return model if device is None else model.to(resolve_device(device))
 
     def vision_parameters(self, model) -> list[tuple[str, Any]]:
@@ -132,6 +144,18 @@ class ModelAdapter:
             for name, param in model.named_parameters()
             if any(_has_prefix(name, prefix) for prefix in self.vision_module_prefixes)
         ]
+
+
+def check_loaded_weights(folder: Path, info: dict[str, Any]) -> None:
+    """Refuse a model whose checkpoint does not cover its config: transformers fills a missing or misshapen weight
+    with random values and only prints a report, so an evaluation or a training run would go on with them."""
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = [key for key, *_ in info.get("mismatched_keys") or []]
+    if missing or mismatched:
+        what = [f"{len(missing)} missing (first: {missing[0]})"] if missing else []
+        what += [f"{len(mismatched)} of another shape (first: {mismatched[0]})"] if mismatched else []
+        raise MirgError(f"{folder}: the weights do not match config.json: {' and '.join(what)}; a checkpoint cut "
+                        "short, or a config.json of another model size")
 
 
 def resolve_device(device: str = "auto") -> str:

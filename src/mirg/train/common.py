@@ -45,14 +45,9 @@ def prepare_run(args, stage: str) -> RunSetup:
 
 
 def load_processor_checked(adapter: ModelAdapter, model_path: Path):
-    """The processor, or one line saying why the folder's processor can't be built."""
-    try:
-        processor = adapter.load_processor(model_path)
-    except MirgError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MirgError(f"{model_path}: cannot build the {adapter.family} processor ({reason})") from None
+    """The processor (:meth:`ModelAdapter.load_processor`: one line where it can't be built), with its chat
+    template."""
+    processor = adapter.load_processor(model_path)
     if getattr(processor, "chat_template", None) is None:
         raise MirgError(f"{model_path}: the processor has no chat template (chat_template.jinja missing)")
     return processor

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from trl import GRPOConfig, SFTConfig, TrlParser
 
-from mirg.errors import MirgError
+from mirg.errors import MirgError, first_line
 from mirg.rewards import REWARD_FACTORIES, make_object_reward
 
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -310,7 +310,7 @@ def read_recipe(path: Path, known: set[str]) -> dict:
     try:
         recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise MirgError(f"recipe {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise MirgError(f"recipe {path}: not valid YAML ({first_line(exc)})") from None
     except UnicodeDecodeError as exc:
         raise MirgError(f"recipe {path}: not UTF-8 text ({exc.reason})") from None
     if not isinstance(recipe, dict):
@@ -389,7 +389,7 @@ def parse_arguments(cls, argv: list[str], stage: str):
     except MirgError:
         raise
     except (ValueError, TypeError) as exc:
-        raise MirgError(str(exc).strip().splitlines()[0]) from None
+        raise MirgError(first_line(exc)) from None
     return parsed
 
 
