@@ -676,3 +676,16 @@ def test_trajectories_opening_with_a_byte_order_mark_read_as_without_one(traject
         assert read_records(marked, STAGE_COLUMNS["sft"]) == read_records(plain, STAGE_COLUMNS["sft"])
     finally:
         marked.unlink()
+
+
+def test_trajectories_that_are_not_utf8_text_are_one_line(trajectories, tmp_path, capsys):
+    from mirg.train.data import STAGE_COLUMNS, read_records
+
+    garbled = tmp_path / "garbled"
+    garbled.mkdir()
+    (garbled / "sft.jsonl").write_bytes((trajectories / "sft.jsonl").read_bytes()[:200] + b"\xd1\xff\n")
+    with pytest.raises(MirgError, match=r"sft.jsonl: not UTF-8 text \(invalid continuation byte\)"):
+        read_records(garbled / "sft.jsonl", STAGE_COLUMNS["sft"])
+    code = main(["sft", "--model", "embedded", "--data", str(garbled), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "not UTF-8 text" in err and "Traceback" not in err

@@ -10,6 +10,7 @@ from typing import Any
 
 from mirg import migbench
 from mirg.errors import MirgError
+from mirg.textfiles import open_text
 
 
 @dataclass
@@ -23,17 +24,13 @@ class PredictionFile:
 
 def read_json_file(path: Path) -> Any:
     """Parse a whole JSON file, with a one-line reason on failure."""
-    try:
-        with path.open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark some editors write is skipped
+    with open_text(path) as handle:
+        try:
             return json.load(handle)
-    except FileNotFoundError:
-        raise MirgError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise MirgError(f"{path}: is a folder, expected a file") from None
-    except UnicodeDecodeError as exc:
-        raise MirgError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except ValueError as exc:
-        raise MirgError(f"{path}: unreadable JSON ({exc})") from None
+        except UnicodeDecodeError:
+            raise  # open_text's to explain
+        except ValueError as exc:
+            raise MirgError(f"{path}: unreadable JSON ({exc})") from None
 
 
 def _first_char(path: Path) -> str:

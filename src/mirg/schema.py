@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from mirg.errors import ManifestError, MirgError
+from mirg.textfiles import open_text
 
 Box = tuple[float, float, float, float]
 
@@ -277,11 +278,8 @@ def manifest_path(path: str | Path) -> Path:
 def read_manifest(path: str | Path) -> list[Sample]:
     """Read and validate a manifest (a ``.jsonl`` file or a dataset folder holding ``manifest.jsonl``)."""
     path = manifest_path(path)
-    try:
-        with path.open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark some editors write is skipped
-            return parse_manifest_lines(handle, str(path))
-    except UnicodeDecodeError as exc:
-        raise MirgError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    with open_text(path) as handle:
+        return parse_manifest_lines(handle, str(path))
 
 
 def write_manifest(samples: Iterable[Sample], path: str | Path) -> int:

@@ -129,21 +129,17 @@ def read_sample_scores(path: str | Path) -> list[SampleScore]:
     import json
 
     from mirg.errors import MirgError
+    from mirg.textfiles import open_text
 
     rows = []
-    try:
-        with Path(path).open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark some editors write is skipped
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(SampleScore(**json.loads(line)))
-                except (ValueError, TypeError) as exc:
-                    raise MirgError(f"{path}:{line_no}: not a per-sample score row ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise MirgError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except FileNotFoundError:
-        raise MirgError(f"{path}: no such file") from None
+    with open_text(path) as handle:
+        for line_no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(SampleScore(**json.loads(line)))
+            except (ValueError, TypeError) as exc:
+                raise MirgError(f"{path}:{line_no}: not a per-sample score row ({exc})") from None
     return rows
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from mirg.errors import MirgError
 from mirg.prompts import COORD_HINTS, instruction
+from mirg.textfiles import open_text
 
 #: The file and the columns each stage needs.
 STAGE_FILES = {"sft": "sft.jsonl", "grpo": "rl.jsonl"}
@@ -35,7 +36,7 @@ def data_file(data_dir: str | Path, stage: str) -> Path:
 def read_records(file: Path, columns: tuple[str, ...], limit: int | None = None) -> list[dict[str, Any]]:
     """Records of a JSONL file, each checked for ``columns`` and for its image files."""
     records = []
-    with file.open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark some editors write is skipped
+    with open_text(file) as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
