@@ -351,3 +351,14 @@ def test_a_broken_model_folder_is_one_line_before_anything_runs(tmp_path, breaka
         adapter.load_processor(folder)
         adapter.load_model(folder)
     assert str(caught.value).startswith(f"{folder}: {reason}") and "\n" not in str(caught.value)
+
+
+def test_loaded_weights_check_reads_either_shape_of_loading_info():
+    from mirg.models.base import check_loaded_weights
+
+    check_loaded_weights(Path("m"), {"missing_keys": [], "unexpected_keys": ["x"], "mismatched_keys": []})
+    for info in ({"mismatched_keys": [("lm.w", (4, 2), (8, 2))]}, {"mismatched_keys": {"lm.w"}}):
+        with pytest.raises(MirgError, match=r"1 of another shape \(first: lm.w\)"):
+            check_loaded_weights(Path("m"), info)
+    with pytest.raises(MirgError, match=r"2 missing \(first: a.w\) and 1 of another shape"):
+        check_loaded_weights(Path("m"), {"missing_keys": {"b.w", "a.w"}, "mismatched_keys": [("c.w", (1,), (2,))]})

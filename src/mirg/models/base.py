@@ -150,7 +150,7 @@ def check_loaded_weights(folder: Path, info: dict[str, Any]) -> None:
     """Refuse a model whose checkpoint does not cover its config: transformers fills a missing or misshapen weight
     with random values and only prints a report, so an evaluation or a training run would go on with them."""
     missing = sorted(info.get("missing_keys") or [])
-    mismatched = [key for key, *_ in info.get("mismatched_keys") or []]
+    mismatched = sorted(k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys") or [])  # (key, shapes)
     if missing or mismatched:
         what = [f"{len(missing)} missing (first: {missing[0]})"] if missing else []
         what += [f"{len(mismatched)} of another shape (first: {mismatched[0]})"] if mismatched else []
