@@ -612,6 +612,35 @@ def test_resume_without_checkpoint(tiny, trajectories, tmp_path, capsys):
     assert "no checkpoint-N folder" in one_line_error(capsys, code, tmp_path / "o")
 
 
+def test_resume_passes_over_a_checkpoint_a_killed_save_left_damaged(sft_run, tiny, trajectories, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(sft_run, run)
+    weights = run / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # the save was cut short
+    assert sft(tiny, trajectories, run, "--max_steps", "6", "--save_steps", "2", "--resume", *QUIET) == 0
+    err = capsys.readouterr().err
+    assert "--resume: passed over checkpoint-4 (model.safetensors cut short: " in err
+    assert "resuming from checkpoint-2" in err
+    history = state(run)
+    assert history["global_step"] == 6
+    assert [h["step"] for h in history["log_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_with_no_whole_checkpoint_is_one_line(sft_run, tiny, trajectories, tmp_path, capsys):
+    from mirg.train.common import find_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(sft_run, run)
+    (run / "checkpoint-4" / "trainer_state.json").unlink()  # killed before the trainer's state was written
+    (run / "checkpoint-2" / "model.safetensors").write_bytes(b"\x10")
+    with pytest.raises(MirgError, match=r"no whole checkpoint in .*: checkpoint-4 \(no trainer_state.json\); "
+                       r"checkpoint-2 \(model.safetensors cut short: "):
+        find_checkpoint(str(run))
+    code = sft(tiny, trajectories, run, "--max_steps", "6", "--resume", *QUIET)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("mirg: error: --resume: no whole checkpoint") and err.count("\n") == 1
+
+
 def test_stage_help_lists_trl_and_mirg_options(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["grpo", "--help"])

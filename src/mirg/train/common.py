@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mirg.errors import MirgError
+from mirg.errors import MirgError, first_line
 from mirg.models import ModelAdapter, adapter_for, resolve_model_path
 from mirg.train.data import load_stage_data
 
@@ -54,14 +54,54 @@ def load_processor_checked(adapter: ModelAdapter, model_path: Path):
 
 
 def find_checkpoint(output_dir: str | None) -> str:
-    """The last ``checkpoint-N`` folder in ``output_dir`` (for ``--resume``); one line when there is none."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The last whole ``checkpoint-N`` folder in ``output_dir`` (for ``--resume``). A later one that a run killed
+    while saving left damaged is passed over, and said so; one line when none is usable."""
+    import re
+    import sys
 
     folder = Path(output_dir or "")
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    if last is None:
+    steps = {}
+    for child in folder.iterdir() if folder.is_dir() else ():
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and child.is_dir():
+            steps[child] = int(match.group(1))
+    if not steps:
         raise MirgError(f"--resume: no checkpoint-N folder in {folder}; run without --resume to start fresh")
-    return last
+    damaged = []
+    for checkpoint in sorted(steps, key=steps.get, reverse=True):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            if damaged:
+                print(f"--resume: passed over {'; '.join(damaged)}; resuming from {checkpoint.name}", file=sys.stderr)
+            return str(checkpoint)
+        damaged.append(f"{checkpoint.name} ({problem})")
+    raise MirgError(f"--resume: no whole checkpoint in {folder}: {'; '.join(damaged)}; run without --resume to "
+                    "start fresh")
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` can't be resumed from (the trainer's state unreadable, weights missing or cut short), or
+    None. Reads the weights' headers only."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no trainer_state.json"
+    except ValueError:  # unreadable JSON or not UTF-8
+        return "trainer_state.json unreadable"
+    if not isinstance(state, dict) or "global_step" not in state:
+        return "trainer_state.json unreadable"
+    weights = sorted(checkpoint.glob("*.safetensors"))
+    if not weights:
+        return None if any(checkpoint.glob("*.bin")) else "no weights"  # torch's format: nothing to check cheaply
+    for file in weights:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            return f"{file.name} cut short: {first_line(exc)}"
+    return None
 
 
 def runtime_needs(args) -> list[str]:
