@@ -641,6 +641,23 @@ def test_resume_with_no_whole_checkpoint_is_one_line(sft_run, tiny, trajectories
     assert code == 2 and err.startswith("mirg: error: --resume: no whole checkpoint") and err.count("\n") == 1
 
 
+def test_resume_from_a_named_checkpoint_is_honoured_and_checked(sft_run, tiny, trajectories, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert sft(tiny, trajectories, run, "--max_steps", "3", "--save_strategy", "no",
+               "--resume_from_checkpoint", str(sft_run / "checkpoint-2"), *QUIET) == 0
+    history = state(run)  # steps 1-2 came from the checkpoint, only step 3 was trained here
+    assert history["global_step"] == 3 and [h["step"] for h in history["log_history"] if "loss" in h][-1] == 3
+    capsys.readouterr()
+    broken = tmp_path / "checkpoint-9"
+    shutil.copytree(sft_run / "checkpoint-2", broken)
+    (broken / "trainer_state.json").write_text("{")
+    for args, reason in ((["--resume_from_checkpoint", str(broken)], "not a whole checkpoint (trainer_state.json"),
+                         (["--resume_from_checkpoint", str(tmp_path / "none")], "no such folder"),
+                         (["--resume_from_checkpoint", str(sft_run / "checkpoint-2"), "--resume"], "not both")):
+        code = sft(tiny, trajectories, tmp_path / "o", *args)
+        assert reason in one_line_error(capsys, code, tmp_path / "o")
+
+
 def test_stage_help_lists_trl_and_mirg_options(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["grpo", "--help"])

@@ -40,8 +40,24 @@ def prepare_run(args, stage: str) -> RunSetup:
     adapter.check_folder(model_path)
     processor = load_processor_checked(adapter, model_path)
     dataset, file, count = load_stage_data(args.data, stage, adapter.coords, adapter.family, args.max_samples)
-    resume_from = find_checkpoint(args.output_dir) if args.resume else None
-    return RunSetup(stage, model_path, adapter, processor, dataset, file, count, resume_from)
+    return RunSetup(stage, model_path, adapter, processor, dataset, file, count, checkpoint_to_resume(args))
+
+
+def checkpoint_to_resume(args) -> str | None:
+    """``--resume``: the last whole checkpoint in ``--output_dir``; ``--resume_from_checkpoint DIR`` (the trainer's
+    own option): that one, once checked; neither: None."""
+    named = getattr(args, "resume_from_checkpoint", None)
+    if not named:
+        return find_checkpoint(args.output_dir) if args.resume else None
+    if args.resume:
+        raise MirgError("give --resume (the last checkpoint in --output_dir) or --resume_from_checkpoint DIR, not both")
+    checkpoint = Path(named)
+    if not checkpoint.is_dir():
+        raise MirgError(f"--resume_from_checkpoint {checkpoint}: no such folder")
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise MirgError(f"--resume_from_checkpoint {checkpoint}: not a whole checkpoint ({problem})")
+    return str(checkpoint)
 
 
 def load_processor_checked(adapter: ModelAdapter, model_path: Path):

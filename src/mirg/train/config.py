@@ -37,7 +37,7 @@ class MirgArguments:
         use_lora / lora_*: Train LoRA adapters instead of all weights.
         min_pixels / max_pixels: Image processor limits (Qwen); they also define the ``resized`` space.
         max_samples: Use only the first N records of the data file.
-        resume: Continue from the last checkpoint in ``output_dir``.
+        resume: Continue from the last whole checkpoint in ``output_dir``.
         dry_run: Check recipe, data and model folder, then stop before loading weights or training.
         max_minutes: Stop training after this many minutes of wall time.
         lr_cooldown: Fraction of the run at its end over which the learning rate falls linearly to zero.
@@ -77,7 +77,8 @@ class MirgArguments:
         default=None, metadata={"help": "Use only the first N records of the data file (quick runs)."}
     )
     resume: bool = field(
-        default=False, metadata={"help": "Continue from the last checkpoint in --output_dir (error if none)."}
+        default=False, metadata={"help": "Continue from the last whole checkpoint in --output_dir (one a run killed "
+                                 "while saving left damaged is passed over, and named; error if none)."}
     )
     dry_run: bool = field(
         default=False,
