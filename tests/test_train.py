@@ -3,6 +3,7 @@ two processes under accelerate, a dry run of every recipe, and one-line errors b
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -656,6 +657,20 @@ def test_resume_from_a_named_checkpoint_is_honoured_and_checked(sft_run, tiny, t
                          (["--resume_from_checkpoint", str(sft_run / "checkpoint-2"), "--resume"], "not both")):
         code = sft(tiny, trajectories, tmp_path / "o", *args)
         assert reason in one_line_error(capsys, code, tmp_path / "o")
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--eval_strategy", "steps", "--eval_steps", "1"],
+     "cannot build the sft trainer: You have set `args.eval_strategy`"),
+    (["--report_to", "wandb"], "cannot build the sft trainer: WandbCallback requires wandb to be installed"),
+])
+def test_options_the_trainer_refuses_are_one_line(tiny, trajectories, tmp_path, capsys, args, reason):
+    if "wandb" in args and importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here, so --report_to wandb is no error")
+    code = sft(tiny, trajectories, tmp_path / "o", "--max_steps", "1", "--save_strategy", "no", *args)
+    err = capsys.readouterr().err
+    assert code == 2 and reason in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("mirg: error: ")
 
 
 def test_stage_help_lists_trl_and_mirg_options(capsys):

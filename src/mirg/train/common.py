@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mirg.errors import MirgError, first_line
 from mirg.models import ModelAdapter, adapter_for, resolve_model_path
@@ -333,6 +333,18 @@ def wall_clock_callback(minutes: float, show_progress: bool, cooldown: float = 0
                 self.bar = None
 
     return WallClockBudget()
+
+
+def build_checked(stage: str, make: Callable[[], Any]) -> Any:
+    """The trainer ``make`` builds. TRL and transformers check their options as the trainer is built: an option
+    combination they refuse (``--eval_strategy steps`` without an evaluation set) or an optional package a
+    ``--report_to`` needs ends in one line here, not a traceback."""
+    try:
+        return make()
+    except MirgError:
+        raise
+    except (ValueError, ImportError, RuntimeError) as exc:
+        raise MirgError(f"cannot build the {stage} trainer: {first_line(exc)}") from None
 
 
 def train_and_save(trainer, setup: RunSetup, args) -> Path:

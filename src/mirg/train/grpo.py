@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mirg.train.common import (
+    build_checked,
     dry_run_report,
     load_policy,
     lora_config,
@@ -56,5 +57,5 @@ def run_grpo(args: GRPOArguments) -> Path | dict:
         report["reward_weights"] = args.reward_weights
         print_dry_run(report)
         return report
-    trainer = build_grpo_trainer(args, setup)
+    trainer = build_checked("grpo", lambda: build_grpo_trainer(args, setup))
     return train_and_save(trainer, setup, args)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mirg.train.common import (
+    build_checked,
     dry_run_report,
     load_policy,
     lora_config,
@@ -226,5 +227,5 @@ def run_sft(args: SFTArguments) -> Path | dict:
         report = dry_run_report(args, setup)
         print_dry_run(report)
         return report
-    trainer = build_sft_trainer(args, setup)
+    trainer = build_checked("sft", lambda: build_sft_trainer(args, setup))
     return train_and_save(trainer, setup, args)
