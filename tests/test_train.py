@@ -673,6 +673,18 @@ def test_options_the_trainer_refuses_are_one_line(tiny, trajectories, tmp_path, 
     assert err.strip().splitlines()[-1].startswith("mirg: error: ")
 
 
+def test_push_to_hub_with_the_hub_out_of_reach_is_one_line(tiny, trajectories, tmp_path, mirg):
+    with socket.socket() as probe:  # a loopback port nothing listens on: the Hub refuses at once, offline or not
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_TOKEN": "hf_x", "HF_HUB_OFFLINE": "0"}
+    proc = mirg("sft", "--model", str(tiny), "--data", str(trajectories), "--output_dir", str(tmp_path / "o"),
+                "--max_steps", "1", "--save_strategy", "no", "--push_to_hub", "true", env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("mirg: error: cannot build the sft trainer: the Hugging Face Hub is out of reach (")
+
+
 def test_stage_help_lists_trl_and_mirg_options(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["grpo", "--help"])

@@ -345,6 +345,17 @@ def build_checked(stage: str, make: Callable[[], Any]) -> Any:
         raise
     except (ValueError, ImportError, RuntimeError) as exc:
         raise MirgError(f"cannot build the {stage} trainer: {first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - only the network's are explained; anything else stays a traceback
+        if not from_network(exc):
+            raise
+        raise MirgError(f"cannot build the {stage} trainer: the Hugging Face Hub is out of reach "
+                        f"({type(exc).__name__}: {first_line(exc)}); --push_to_hub needs it") from None
+
+
+def from_network(exc: BaseException) -> bool:
+    """Whether ``exc`` is an HTTP client's or the Hub client's (its class, or one it derives from, defined there)."""
+    roots = {"httpx", "httpx2", "requests", "urllib3", "huggingface_hub"}
+    return any(cls.__module__.split(".")[0] in roots for cls in type(exc).__mro__)
 
 
 def train_and_save(trainer, setup: RunSetup, args) -> Path:
