@@ -93,7 +93,7 @@ def _outline(draw, box: Sequence[float], scale: float, colour: tuple[int, int, i
 
 def _number(draw, k: int) -> None:
     """Image ``k``'s number in the top-left corner, white on a dark tab: legible on any picture."""
-    left, top, right, bottom = draw.textbbox((3, 2), str(k))
+    right, bottom = draw.textbbox((3, 2), str(k))[2:]
     draw.rectangle([0, 0, right + 3, bottom + 2], fill=(0, 0, 0))
     draw.text((3, 2), str(k), fill=(255, 255, 255))
 
