@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to the repository and to the MIG-Bench parity data beside it."""
+"""Shared test fixtures: paths to the repository and to the MIG-Bench parity data it carries (tests/fixtures)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-PARITY = SHARED / "parity" / "mig-bench"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+#: Public MIG-Bench files, two models' published result files and two real photos (see its README.md).
+PARITY = FIXTURES / "mig-bench"
 
 
 @pytest.fixture
 def parity_dir() -> Path:
-    if not (PARITY / "expected_counts.json").is_file():
-        pytest.skip(f"MIG-Bench parity data not found at {PARITY} (../shared beside the repository)")
     return PARITY
 
 
