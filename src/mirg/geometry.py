@@ -189,3 +189,40 @@ def round_box(box: Sequence[float], ndigits: int | None = None) -> list:
     if ndigits is None:
         return [int(round(v)) for v in box]
     return [round(float(v), ndigits) for v in box]
+
+
+def xywh_to_xyxy(box: Sequence[float]) -> Box:
+    """A ``[x, y, width, height]`` box (COCO's layout) as ``(x1, y1, x2, y2)`` in the same pixels; the sums are
+    rounded to 1e-6 px, so that float noise (``237.948 + 159.738 = 397.68600000000004``) stays out of files.
+
+    >>> xywh_to_xyxy([10, 20, 30, 5.5])
+    (10.0, 20.0, 40.0, 25.5)
+    >>> xywh_to_xyxy([237.948, 5.912, 159.738, 283.776])
+    (237.948, 5.912, 397.686, 289.688)
+    """
+    x, y, w, h = (float(v) for v in box)
+    return (x, y, round(x + w, 6), round(y + h, 6))
+
+
+def pixel_window(box: Sequence[float], size: Sequence[int]) -> tuple[int, int, int, int]:
+    """The smallest whole-pixel window holding ``box``, inside an image of ``size``: what a crop of it cuts.
+
+    >>> pixel_window((10.4, 20.0, 30.2, 40.9), (32, 100))
+    (10, 20, 31, 41)
+    >>> pixel_window((-3, 0, 50, 10), (40, 10))
+    (0, 0, 40, 10)
+    """
+    x1, y1, x2, y2 = clip_box(box, size)
+    return (math.floor(x1), math.floor(y1), math.ceil(x2), math.ceil(y2))
+
+
+def box_in_window(box: Sequence[float], window: Sequence[int]) -> Box:
+    """``box`` (pixels of a photo) in the pixels of the crop that ``window`` = (x1, y1, x2, y2) cuts from it,
+    clipped to the crop.
+
+    >>> box_in_window((12.5, 20, 30, 41), (10, 20, 31, 41))
+    (2.5, 0.0, 20.0, 21.0)
+    """
+    wx1, wy1, wx2, wy2 = window
+    shifted = (box[0] - wx1, box[1] - wy1, box[2] - wx1, box[3] - wy1)
+    return clip_box(shifted, (wx2 - wx1, wy2 - wy1))

@@ -6,12 +6,14 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="datasets: convert MIG-Bench, synthesize, build trajectories, blind baseline")
+    data = sub.add_parser("data", help="datasets: convert MIG-Bench, synthesize, annotate and compose from COCO-format "
+                          "annotations, build trajectories, export, blind baseline")
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     _register_convert(data_sub)
-    from mirg.commands import data_synth, data_trajectories
+    from mirg.commands import data_real, data_synth, data_trajectories
 
     data_synth.register(data_sub)
+    data_real.register(data_sub)
     data_trajectories.register(data_sub)
     _register_blind(data_sub)
 

@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "label; mark-list: the list with '(the target)' between the target's label and its box; "
                    "chain: each image's objects by label (the outlined one marked), 'The target is the X in image "
                    "k.', then image k's objects with boxes and the target marked; brief: reference and target only; "
-                   "full: every object of every image with its box (default: brief)")
+                   "full: every object of every image with its box. list, box-list, mark-list, chain and full need "
+                   "object annotations on every sample and refuse a manifest without them (a converted benchmark); "
+                   "brief and answer need none (default: brief)")
     p.add_argument("--order", choices=list(ORDERS), default="left-to-right",
                    help="order of the objects in every list: left-to-right (by the box's centre) or label "
                    "(alphabetically by label, equal labels left to right; a small model reads it without "
@@ -76,7 +78,7 @@ def _teacher_arguments(g: argparse._ArgumentGroup) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mirg.data.trajectories import TrajectoryOptions, build_template, check_out_dir, load_dataset
+    from mirg.data.trajectories import TrajectoryOptions, build_template, check_detail, check_out_dir, load_dataset
     from mirg.errors import MirgError
     from mirg.geometry import CoordSpace
 
@@ -84,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "teacher":
         config = _teacher_config(args)  # bad flags fail before any file is read
     dataset = load_dataset(args.data)
+    if args.mode == "template" or args.detail == "full":  # teacher mode lists objects only in full detail
+        check_detail(dataset.samples, args.detail)
     out = Path(args.out)
     check_out_dir(dataset, out)
     if args.mode == "template":

@@ -87,14 +87,20 @@ class SynthConfig:
     def image_range(self, task: str) -> tuple[int, int]:
         """The numbers of images ``task`` gets: its own range cut to ``min_images..max_images``."""
         _, fewest, most, _ = FAMILIES[task]
-        lo, hi = max(fewest, self.min_images), min(most, self.max_images)
-        if lo > hi:
-            need = f"exactly {fewest}" if fewest == most else f"{fewest}..{most}"
-            raise MirgError(
-                f"task {task} needs {need} images, but --min-images {self.min_images} --max-images "
-                f"{self.max_images} allow none of them (change the image range or leave {task} out of --tasks)"
-            )
-        return lo, hi
+        return family_image_range(task, fewest, most, self.min_images, self.max_images)
+
+
+def family_image_range(task: str, fewest: int, most: int, min_images: int, max_images: int) -> tuple[int, int]:
+    """A family's own range of images (``fewest..most``) cut to ``--min-images..--max-images``; one line when
+    nothing is left."""
+    lo, hi = max(fewest, min_images), min(most, max_images)
+    if lo > hi:
+        need = f"exactly {fewest}" if fewest == most else f"{fewest}..{most}"
+        raise MirgError(
+            f"task {task} needs {need} images, but --min-images {min_images} --max-images "
+            f"{max_images} allow none of them (change the image range or leave {task} out of --tasks)"
+        )
+    return lo, hi
 
 
 def _canonical_tasks(tasks) -> tuple[str, ...]:
@@ -114,15 +120,28 @@ def parse_tasks(text: str | None) -> tuple[str, ...]:
 
 def plan_sample(cfg: SynthConfig, index: int) -> tuple[str, int, int]:
     """``(task, number of images, target image)`` of sample ``index``, decided by the balancing rules."""
-    task = cfg.tasks[index % len(cfg.tasks)]
-    nth = index // len(cfg.tasks)
-    lo, hi = cfg.image_range(task)
+    return balanced_plan(cfg.tasks, index, cfg.seed, cfg.image_range, lambda task, n: FAMILIES[task][3](n),
+                         _FAMILY_IDS)
+
+
+def balanced_plan(tasks: tuple[str, ...], index: int, seed: int, image_range: Callable[[str], tuple[int, int]],
+                  positions: Callable[[str, int], list[int]], family_ids: dict[str, int]) -> tuple[str, int, int]:
+    """``(task, number of images, position)`` of sample ``index``: tasks take turns, then numbers of images, and
+    within each (task, number of images) the position goes through all of ``positions(task, n)`` once per block,
+    in an order seeded by ``(seed, family id, n, block)``. Depends only on ``index``, never on how many are made.
+
+    >>> [balanced_plan(("a",), i, 0, lambda t: (2, 2), lambda t, n: [1, 2], {"a": 0})[2] for i in range(6)]
+    [2, 1, 2, 1, 1, 2]
+    """
+    task = tasks[index % len(tasks)]
+    nth = index // len(tasks)
+    lo, hi = image_range(task)
     n_images = lo + nth % (hi - lo + 1)
     within = nth // (hi - lo + 1)
-    positions = FAMILIES[task][3](n_images)
-    block, slot = divmod(within, len(positions))
-    order = np.random.default_rng([cfg.seed, _FAMILY_IDS[task], n_images, block]).permutation(len(positions))
-    return task, n_images, positions[int(order[slot])]
+    allowed = positions(task, n_images)
+    block, slot = divmod(within, len(allowed))
+    order = np.random.default_rng([seed, family_ids[task], n_images, block]).permutation(len(allowed))
+    return task, n_images, allowed[int(order[slot])]
 
 
 # --- checking a sample ------------------------------------------------------------------------------

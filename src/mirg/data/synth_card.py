@@ -53,13 +53,15 @@ def example_picture(sample: "Sample", root: Path, path: Path) -> None:
     canvas.save(path, format="PNG", compress_level=6)
 
 
-def _table(header: list[str], rows: list[list]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    """A markdown table (and a blank line after it), as the dataset cards print counts."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return lines + [""]
 
 
-def _position_rows(samples: list["Sample"], most: int) -> list[list]:
+def position_rows(samples: list["Sample"], most: int) -> list[list]:
+    """Samples per target image for each (task, number of images): the rows of a card's balance table."""
     counts = Counter((s.task, s.num_images, s.target.image) for s in samples)
     groups = sorted({(s.task, s.num_images) for s in samples})
     return [[task, n] + [counts.get((task, n, k), "") if k <= n else "" for k in range(1, most + 1)]
@@ -110,15 +112,15 @@ def write_card(cfg: "SynthConfig", out: Path, samples: list["Sample"]) -> None:
         "",
         "## Samples per task",
         "",
-        *_table(["task", "samples"], [[t, tasks[t]] for t in cfg.tasks if t in tasks]),
+        *markdown_table(["task", "samples"], [[t, tasks[t]] for t in cfg.tasks if t in tasks]),
         "## Images per sample",
         "",
-        *_table(["images", "samples"], [[k, per_images[k]] for k in sorted(per_images)]),
+        *markdown_table(["images", "samples"], [[k, per_images[k]] for k in sorted(per_images)]),
         "## Target image position",
         "",
         "Samples per target image, for each task and number of images (balanced within each row).",
         "",
-        *_table(["task", "images", *[str(k) for k in range(1, most + 1)]], _position_rows(samples, most)),
+        *markdown_table(["task", "images", *[str(k) for k in range(1, most + 1)]], position_rows(samples, most)),
         "## Examples",
         "",
         "The first sample of each task; the target is boxed in magenta.",

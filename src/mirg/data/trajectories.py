@@ -45,6 +45,8 @@ Warn = Callable[[str], None]
 DETAILS = ("answer", "list", "box-list", "mark-list", "chain", "brief", "full")
 #: The details that list every object of every image before naming the target image.
 LIST_DETAILS = ("list", "box-list", "mark-list", "chain")
+#: The details whose text lists every image's objects: a sample without ``objects`` can't be written in them.
+OBJECT_DETAILS = (*LIST_DETAILS, "full")
 #: What ``mark-list`` and ``chain`` write between the target's label and its box.
 TARGET_MARK = "(the target)"
 #: What ``chain`` writes after the label of an object an outline marks.
@@ -122,6 +124,26 @@ def load_dataset(path: str | Path) -> Dataset:
         more = f"\n... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
         raise MirgError(f"{len(problems)} problem(s) with the image files:\n{shown}{more}")
     return Dataset(manifest=manifest, samples=samples)
+
+
+def check_detail(samples: Sequence[Sample], detail: str) -> None:
+    """Refuse a detail that lists every image's objects for samples that have none, rather than write them
+    shorter than asked (a converted benchmark has no object annotations; ``brief`` needs none).
+
+    >>> from mirg.schema import Target
+    >>> s = Sample("a", "t", ["1.png"], [(9, 9)], "Where?", Target(1, (1, 1, 5, 5)))
+    >>> check_detail([s], "brief")
+    >>> check_detail([s], "chain")
+    Traceback (most recent call last):
+    mirg.errors.MirgError: --detail chain lists every image's objects, but 1 of 1 sample(s) have no object annotations (the first: a); use --detail brief, or attach objects first (mirg data annotate)
+    """
+    if detail not in OBJECT_DETAILS:
+        return
+    bare = [s.id for s in samples if s.objects is None]
+    if bare:
+        raise MirgError(f"--detail {detail} lists every image's objects, but {len(bare)} of {len(samples)} sample(s) "
+                        f"have no object annotations (the first: {bare[0]}); use --detail brief, or attach objects "
+                        "first (mirg data annotate)")
 
 
 # what a trajectories folder holds (the teacher's reply cache and rejections included): a folder with other
@@ -658,6 +680,7 @@ def readme_text(report: BuildReport) -> str:
 
 def build_template(dataset: Dataset, out: Path, opts: TrajectoryOptions, warn: Warn = stderr_warn) -> BuildReport:
     """Write ``sft.jsonl``, ``rl.jsonl`` and ``README.md`` for every sample, offline and deterministic."""
+    check_detail(dataset.samples, opts.detail)
     report = BuildReport("template", opts, dataset.manifest, dataset.samples, gaps=annotation_gaps(dataset.samples))
     warn_gaps(report.gaps, len(dataset.samples), warn)
     sft, rl = [], []

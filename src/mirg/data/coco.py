@@ -1,0 +1,396 @@
+"""COCO-format annotations (COCO, Objects365, LVIS): instances and captions, read as a stream.
+
+An instances file is one JSON object: ``images`` (``id``, ``file_name``, ``width``, ``height``),
+``annotations`` (``image_id``, ``category_id``, ``bbox`` = ``[x, y, width, height]`` in pixels, ``iscrowd``) and
+``categories`` (``id``, ``name``). A captions file has the same ``images`` and ``annotations`` holding
+``caption`` strings. Files of hundreds of megabytes are read record by record (:func:`top_level_items`), so
+only what is kept (ids, names, boxes) is held, never the whole document twice.
+
+What becomes of an annotation:
+
+- a crowd region (``iscrowd`` 1) is not an object: it is counted, and its category still counts as present in
+  the image (a question may never treat that image as free of the category);
+- a box is converted to ``[x1, y1, x2, y2]`` pixels (:func:`mirg.geometry.xywh_to_xyxy`); one that leaves its
+  image by less than :data:`EDGE_TOLERANCE` pixels (float rounding in the published files) is clipped, one
+  further out, an empty one, or one naming an unknown image or category is rejected with its reason. Rejected
+  boxes, like crowds, still mark their category present.
+
+>>> import tempfile, json
+>>> path = Path(tempfile.mkdtemp()) / "instances.json"
+>>> _ = path.write_text(json.dumps({
+...     "images": [{"id": 1, "file_name": "a.jpg", "width": 900, "height": 616}],
+...     "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "bbox": [10, 20, 30, 40], "iscrowd": 0},
+...                     {"id": 8, "image_id": 1, "category_id": 3, "bbox": [0, 0, 900, 616], "iscrowd": 1}],
+...     "categories": [{"id": 3, "name": "dog"}]}))
+>>> coco = read_instances(path)
+>>> coco.objects[1], coco.crowd, coco.present(1)
+([ObjectAnn(label='dog', bbox=(10.0, 20.0, 40.0, 60.0), attributes={})], 1, {'dog'})
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator, NoReturn, TextIO
+
+from mirg.errors import MirgError
+from mirg.geometry import box_inside, clip_box, is_proper_box, xywh_to_xyxy
+from mirg.schema import ObjectAnn
+from mirg.textfiles import open_text
+
+#: A COCO box may leave its image by this many pixels (float rounding) and is then clipped; further is rejected.
+EDGE_TOLERANCE = 1.0
+CHUNK = 1 << 20
+#: Characters that must follow a decoded value before it is trusted (a number cut by the chunk end looks whole).
+LOOKAHEAD = 64
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+REASON_BAD_IMAGE = "image record without an integer id, a file_name and positive integer width and height"
+REASON_DUPLICATE_IMAGE = "duplicate image id"
+REASON_BAD_ANNOTATION = "annotation without an integer image_id and category_id and a bbox of 4 finite numbers"
+REASON_UNKNOWN_IMAGE = "image_id names no image of the file"
+REASON_UNKNOWN_CATEGORY = "category_id names no category of the file"
+REASON_EMPTY = "empty box (width or height 0 or less)"
+REASON_OUTSIDE = "box outside its image"
+
+
+# ----- a streaming reader of one JSON object's top-level arrays -------------------------------------------------
+
+
+class _Stream:
+    """JSON values read one at a time from a text file, with the C decoder, holding about one chunk."""
+
+    def __init__(self, handle: TextIO, path: Path):
+        self.handle, self.path = handle, path
+        self.buf, self.pos, self.eof, self.consumed = "", 0, False, 0
+        self.decoder = json.JSONDecoder()
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        data = self.handle.read(CHUNK)
+        if not data:
+            self.eof = True
+            return False
+        self.consumed += self.pos
+        self.buf, self.pos = self.buf[self.pos:] + data, 0
+        return True
+
+    def peek(self) -> str:
+        """The next character that is not whitespace (not consumed); ``""`` at the end of the file."""
+        while True:
+            self.pos = _SPACE.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf) or not self._more():
+                return self.buf[self.pos:self.pos + 1]
+
+    def expect(self, chars: str) -> str:
+        ch = self.peek()
+        if not ch or ch not in chars:
+            self.fail("expected " + " or ".join(repr(c) for c in chars) + (f", found {ch!r}" if ch else ""))
+        self.pos += 1
+        return ch
+
+    def value(self) -> Any:
+        """Decode the next value, reading more of the file while the value may run past what is held."""
+        self.peek()
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                unterminated = exc.msg.startswith("Unterminated string")
+                if (unterminated or exc.pos > len(self.buf) - LOOKAHEAD) and self._more():
+                    continue
+                self.fail(exc.msg, self.consumed + exc.pos, truncated=unterminated and self.eof)
+            if end > len(self.buf) - LOOKAHEAD and self._more():
+                continue
+            self.pos = end
+            return value
+
+    def fail(self, what: str, at: int | None = None, truncated: bool = False) -> NoReturn:
+        at = self.consumed + self.pos if at is None else at
+        near_end = len(self.buf[at - self.consumed:].rstrip()) < LOOKAHEAD  # "nul", "-0." or "{" at the very end
+        if truncated or (self.eof and near_end):
+            raise MirgError(f"{self.path}: the JSON ends early (truncated file?): {what} at character {at}")
+        raise MirgError(f"{self.path}: not valid JSON: {what} at character {at}")
+
+
+def top_level_items(path: str | Path, arrays: set[str]) -> Iterator[tuple[str, Any]]:
+    """``(key, element)`` for every element of the top-level arrays named in ``arrays`` of the JSON object in
+    ``path``, in file order; other keys are read and dropped. A truncated or broken file ends in one line.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "x.json"
+    >>> _ = path.write_text('{"info": {"v": 1}, "images": [{"id": 1}, {"id": 2}], "n": 12345}')
+    >>> list(top_level_items(path, {"images"}))
+    [('images', {'id': 1}), ('images', {'id': 2})]
+    >>> _ = path.write_text('{"images": [{"id": 1}, {"id"')
+    >>> list(top_level_items(path, {"images"}))
+    Traceback (most recent call last):
+    mirg.errors.MirgError: .../x.json: the JSON ends early (truncated file?): ...
+    """
+    path = Path(path)
+    with open_text(path) as handle:
+        stream = _Stream(handle, path)
+        if stream.peek() != "{":
+            raise MirgError(f"{path}: not a COCO file (the top level is not a JSON object)")
+        stream.pos += 1
+        if stream.peek() == "}":
+            return
+        while True:
+            key = stream.value()
+            if not isinstance(key, str):
+                stream.fail("expected a key (a string)")
+            stream.expect(":")
+            if key in arrays and stream.peek() == "[":
+                yield from ((key, item) for item in _array_items(stream))
+            else:
+                stream.value()
+            if stream.expect(",}") == "}":
+                break
+        if stream.peek():
+            stream.fail("unexpected text after the JSON object")
+
+
+def _array_items(stream: _Stream) -> Iterator[Any]:
+    stream.expect("[")
+    if stream.peek() == "]":
+        stream.pos += 1
+        return
+    while True:
+        yield stream.value()
+        if stream.expect(",]") == "]":
+            return
+
+
+# ----- instances -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CocoImage:
+    """One image record: its id, its ``file_name`` as the file writes it and its size ``(width, height)``."""
+
+    id: int
+    file_name: str
+    size: tuple[int, int]
+
+    @property
+    def base_name(self) -> str:
+        return PurePosixPath(self.file_name.replace("\\", "/")).name
+
+
+@dataclass
+class CocoSet:
+    """What an instances file holds, ready to attach: objects per image id and every rejection with its reason."""
+
+    path: Path
+    images: dict[int, CocoImage] = field(default_factory=dict)
+    #: image id -> its objects (crowds and rejected boxes left out), in file order
+    objects: dict[int, list[ObjectAnn]] = field(default_factory=dict)
+    #: image id -> categories shown there only by a crowd region or a rejected box
+    hidden: dict[int, set[str]] = field(default_factory=dict)
+    annotations: int = 0
+    crowd: int = 0
+    #: ``{"image": ..., "annotation": ..., "reason": ...}`` for every image or annotation not used
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def present(self, image_id: int) -> set[str]:
+        """Every category the image shows: its objects' labels, crowds and rejected boxes included."""
+        return {o.label for o in self.objects.get(image_id, ())} | self.hidden.get(image_id, set())
+
+    def reasons(self) -> Counter:
+        return Counter(r["reason"] for r in self.rejected)
+
+    @property
+    def attached(self) -> int:
+        return sum(len(v) for v in self.objects.values())
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _image_record(item: Any) -> CocoImage | None:
+    if not isinstance(item, dict):
+        return None
+    ident, name, width, height = (item.get(k) for k in ("id", "file_name", "width", "height"))
+    if not (_is_int(ident) and isinstance(name, str) and name and _is_int(width) and _is_int(height)):
+        return None
+    if width <= 0 or height <= 0:
+        return None
+    return CocoImage(ident, name, (width, height))
+
+
+@dataclass
+class _Raw:
+    """Annotations as compact columns until images and categories (which may come later) are known."""
+
+    ids: array = field(default_factory=lambda: array("q"))
+    image_ids: array = field(default_factory=lambda: array("q"))
+    category_ids: array = field(default_factory=lambda: array("q"))
+    crowd: array = field(default_factory=lambda: array("b"))
+    boxes: array = field(default_factory=lambda: array("d"))
+
+    def add(self, ident: int, item: dict) -> None:
+        self.ids.append(ident)
+        self.image_ids.append(item["image_id"])
+        self.category_ids.append(item["category_id"])
+        self.crowd.append(1 if item.get("iscrowd") else 0)
+        self.boxes.extend(float(v) for v in item["bbox"])
+
+
+def _annotation_ok(item: Any) -> bool:
+    if not isinstance(item, dict):
+        return False
+    box = item.get("bbox")
+    return (_is_int(item.get("image_id")) and _is_int(item.get("category_id")) and isinstance(box, list)
+            and len(box) == 4 and all(_finite(v) for v in box))
+
+
+def read_instances(path: str | Path, progress: bool = False) -> CocoSet:
+    """Read an instances file: images, categories and every annotation, rejections counted with their reason."""
+    from tqdm import tqdm
+
+    path = Path(path)
+    coco, raw, categories = CocoSet(path), _Raw(), {}
+    seen_keys = set()
+    with tqdm(unit=" records", desc=path.name, disable=None if progress else True, leave=False) as bar:
+        for key, item in top_level_items(path, {"images", "annotations", "categories"}):
+            seen_keys.add(key)
+            bar.update()
+            if key == "images":
+                _add_image(coco, item)
+            elif key == "categories":
+                if isinstance(item, dict) and _is_int(item.get("id")) and isinstance(item.get("name"), str):
+                    categories[item["id"]] = item["name"]
+            elif _annotation_ok(item):
+                ident = item.get("id")
+                raw.add(ident if _is_int(ident) else -1, item)
+            else:
+                ident = item.get("id") if isinstance(item, dict) else None
+                coco.rejected.append({"annotation": ident, "reason": REASON_BAD_ANNOTATION})
+    if "images" not in seen_keys and not coco.images:
+        raise MirgError(f"{path}: not a COCO instances file (no 'images' list)")
+    coco.annotations = len(raw.ids) + sum(1 for r in coco.rejected if r["reason"] == REASON_BAD_ANNOTATION)
+    if coco.annotations and not categories:
+        raise MirgError(f"{path}: not a COCO instances file (annotations but no 'categories' list: a captions file?)")
+    _resolve(coco, raw, categories)
+    return coco
+
+
+def _add_image(coco: CocoSet, item: Any) -> None:
+    image = _image_record(item)
+    if image is None:
+        name = item.get("file_name") if isinstance(item, dict) else None
+        coco.rejected.append({"image": name, "reason": REASON_BAD_IMAGE})
+    elif image.id in coco.images:
+        coco.rejected.append({"image": image.file_name, "image_id": image.id, "reason": REASON_DUPLICATE_IMAGE})
+    else:
+        coco.images[image.id] = image
+
+
+def _resolve(coco: CocoSet, raw: _Raw, categories: dict[int, str]) -> None:
+    """Turn the raw columns into objects per image: names, pixel boxes, and the rejections."""
+    for i, ident in enumerate(raw.ids):
+        image = coco.images.get(raw.image_ids[i])
+        label = categories.get(raw.category_ids[i])
+        reject = REASON_UNKNOWN_IMAGE if image is None else REASON_UNKNOWN_CATEGORY if label is None else None
+        box = xywh_to_xyxy(raw.boxes[4 * i:4 * i + 4])
+        if reject is None and raw.crowd[i]:
+            coco.crowd += 1
+            coco.hidden.setdefault(image.id, set()).add(label)
+            continue
+        if reject is None:
+            reject, box = _checked_box(box, image.size)
+        if reject is not None:
+            row = {"annotation": ident if ident >= 0 else None, "image_id": raw.image_ids[i], "reason": reject}
+            coco.rejected.append(row)
+            if image is not None and label is not None:
+                coco.hidden.setdefault(image.id, set()).add(label)
+            continue
+        coco.objects.setdefault(image.id, []).append(ObjectAnn(label, box))
+
+
+def _checked_box(box: tuple, size: tuple[int, int]) -> tuple[str | None, tuple]:
+    """``(None, box)`` for a usable box (clipped when within :data:`EDGE_TOLERANCE`), else ``(reason, box)``."""
+    if not is_proper_box(box):
+        return REASON_EMPTY, box
+    if box_inside(box, size):
+        return None, box
+    width, height = size
+    grown = (-EDGE_TOLERANCE, -EDGE_TOLERANCE, width + EDGE_TOLERANCE, height + EDGE_TOLERANCE)
+    if not (grown[0] <= box[0] and grown[1] <= box[1] and box[2] <= grown[2] and box[3] <= grown[3]):
+        return REASON_OUTSIDE, box
+    clipped = clip_box(box, size)
+    return (None, clipped) if is_proper_box(clipped) else (REASON_EMPTY, box)
+
+
+# ----- captions ------------------------------------------------------------------------------------------------
+
+
+def read_captions(path: str | Path) -> dict[str, str]:
+    """``file name -> caption``: each image's first caption in file order (whitespace tidied), from a COCO
+    captions file (its own ``images`` list names the files). Keyed by the file's base name, as images are
+    matched."""
+    path = Path(path)
+    names: dict[int, str] = {}
+    first: dict[int, str] = {}
+    seen = False
+    for key, item in top_level_items(path, {"images", "annotations"}):
+        seen = True
+        if not isinstance(item, dict):
+            continue
+        if key == "images" and _is_int(item.get("id")) and isinstance(item.get("file_name"), str):
+            names.setdefault(item["id"], item["file_name"])
+        elif key == "annotations" and _is_int(item.get("image_id")) and isinstance(item.get("caption"), str):
+            text = " ".join(item["caption"].split())
+            if text:
+                first.setdefault(item["image_id"], text)
+    if not seen:
+        raise MirgError(f"{path}: not a COCO captions file (no 'images' or 'annotations' list)")
+    return {PurePosixPath(names[i].replace("\\", "/")).name: text for i, text in first.items() if i in names}
+
+
+# ----- image notes -----------------------------------------------------------------------------------------------
+
+
+def objects_note(objects: list[ObjectAnn]) -> str:
+    """The image-level note of a photo without a caption: what its annotations say it shows, most frequent first.
+
+    >>> objects_note([ObjectAnn("dog", (0, 0, 1, 1)), ObjectAnn("person", (0, 0, 1, 1)), ObjectAnn("person", (1, 1, 2, 2))])
+    'a photo with these annotated objects: person (2), dog'
+    >>> objects_note([])
+    'a photo with no annotated objects'
+    """
+    if not objects:
+        return "a photo with no annotated objects"
+    counts = sorted(Counter(o.label for o in objects).items(), key=lambda item: (-item[1], item[0]))
+    return "a photo with these annotated objects: " + ", ".join(f"{label} ({n})" if n > 1 else label
+                                                                 for label, n in counts)
+
+
+def crop_note(label: str) -> str:
+    """The image-level note of a crop: ``a close-up of an apple`` (a caption describes the whole photo, not a
+    crop of it)."""
+    from mirg.data.trajectories import article
+
+    return f"a close-up of {article(label)}"
+
+
+def read_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` from the image file's header, or None when it is missing or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, UnidentifiedImageError):
+        return None
