@@ -49,6 +49,7 @@ CHUNK = 1 << 20
 #: Characters that must follow a decoded value before it is trusted (a number cut by the chunk end looks whole).
 LOOKAHEAD = 64
 _SPACE = re.compile(r"[ \t\n\r]*")
+_NUMBER_PART = re.compile(r"[-+.eE0-9]+")
 
 REASON_BAD_IMAGE = "image record without an integer id, a file_name and positive integer width and height"
 REASON_DUPLICATE_IMAGE = "duplicate image id"
@@ -113,15 +114,17 @@ class _Stream:
 
     def fail(self, what: str, at: int | None = None, truncated: bool = False) -> NoReturn:
         at = self.consumed + self.pos if at is None else at
-        near_end = len(self.buf[at - self.consumed:].rstrip()) < LOOKAHEAD  # "nul", "-0." or "{" at the very end
-        if truncated or (self.eof and near_end):
+        rest = self.buf[at - self.consumed:].strip()  # what is left: nothing, "nul" or "-0." where the file was cut
+        cut = rest == "" or any(word.startswith(rest) for word in ("null", "true", "false")) or _NUMBER_PART.fullmatch(rest)
+        if truncated or (self.eof and cut):
             raise MirgError(f"{self.path}: the JSON ends early (truncated file?): {what} at character {at}")
         raise MirgError(f"{self.path}: not valid JSON: {what} at character {at}")
 
 
-def top_level_items(path: str | Path, arrays: set[str]) -> Iterator[tuple[str, Any]]:
+def top_level_items(path: str | Path, arrays: set[str], keys: set[str] | None = None) -> Iterator[tuple[str, Any]]:
     """``(key, element)`` for every element of the top-level arrays named in ``arrays`` of the JSON object in
-    ``path``, in file order; other keys are read and dropped. A truncated or broken file ends in one line.
+    ``path``, in file order; other keys are read and dropped (and added to ``keys``, with the arrays', when it is
+    given). A truncated or broken file ends in one line.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "x.json"
@@ -146,6 +149,8 @@ def top_level_items(path: str | Path, arrays: set[str]) -> Iterator[tuple[str, A
             if not isinstance(key, str):
                 stream.fail("expected a key (a string)")
             stream.expect(":")
+            if keys is not None:
+                keys.add(key)
             if key in arrays and stream.peek() == "[":
                 yield from ((key, item) for item in _array_items(stream))
             else:
@@ -261,10 +266,9 @@ def read_instances(path: str | Path, progress: bool = False) -> CocoSet:
 
     path = Path(path)
     coco, raw, categories = CocoSet(path), _Raw(), {}
-    seen_keys = set()
+    seen_keys: set[str] = set()
     with tqdm(unit=" records", desc=path.name, disable=None if progress else True, leave=False) as bar:
-        for key, item in top_level_items(path, {"images", "annotations", "categories"}):
-            seen_keys.add(key)
+        for key, item in top_level_items(path, {"images", "annotations", "categories"}, seen_keys):
             bar.update()
             if key == "images":
                 _add_image(coco, item)
@@ -277,7 +281,7 @@ def read_instances(path: str | Path, progress: bool = False) -> CocoSet:
             else:
                 ident = item.get("id") if isinstance(item, dict) else None
                 coco.rejected.append({"annotation": ident, "reason": REASON_BAD_ANNOTATION})
-    if "images" not in seen_keys and not coco.images:
+    if "images" not in seen_keys:
         raise MirgError(f"{path}: not a COCO instances file (no 'images' list)")
     coco.annotations = len(raw.ids) + sum(1 for r in coco.rejected if r["reason"] == REASON_BAD_ANNOTATION)
     if coco.annotations and not categories:
@@ -343,9 +347,8 @@ def read_captions(path: str | Path) -> dict[str, str]:
     path = Path(path)
     names: dict[int, str] = {}
     first: dict[int, str] = {}
-    seen = False
-    for key, item in top_level_items(path, {"images", "annotations"}):
-        seen = True
+    seen: set[str] = set()
+    for key, item in top_level_items(path, {"images", "annotations"}, seen):
         if not isinstance(item, dict):
             continue
         if key == "images" and _is_int(item.get("id")) and isinstance(item.get("file_name"), str):
@@ -354,8 +357,8 @@ def read_captions(path: str | Path) -> dict[str, str]:
             text = " ".join(item["caption"].split())
             if text:
                 first.setdefault(item["image_id"], text)
-    if not seen:
-        raise MirgError(f"{path}: not a COCO captions file (no 'images' or 'annotations' list)")
+    if not {"images", "annotations"} <= seen:
+        raise MirgError(f"{path}: not a COCO captions file (it needs an 'images' and an 'annotations' list)")
     return {PurePosixPath(names[i].replace("\\", "/")).name: text for i, text in first.items() if i in names}
 
 
