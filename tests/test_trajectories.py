@@ -382,7 +382,7 @@ def test_phrasings_vary_between_samples(dataset):
 def test_missing_annotations_give_shorter_trajectories(tmp_path, capsys):
     data = write_dataset(tmp_path / "bare", n=9, bare=True)
     out = tmp_path / "out"
-    assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "full"]) == 0
+    assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "brief"]) == 0
     err = capsys.readouterr().err
     assert "9 of 9 sample(s) without objects" in err and "9 of 9 sample(s) without image_notes" in err
     assert err.count("warning") == 2
@@ -392,6 +392,49 @@ def test_missing_annotations_give_shorter_trajectories(tmp_path, capsys):
         think = think_block(completion_text(row))
         assert think.startswith("The question says: ") and not any(p.split("{")[0] in think for p in INTRO + SOUGHT)
     assert "9 sample(s) without objects" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("detail", ["list", "box-list", "mark-list", "chain", "full"])
+def test_list_details_refuse_a_manifest_without_objects(tmp_path, capsys, detail):
+    """A detail that lists every image's objects would silently write shorter trajectories without them: refused in
+    one line naming the detail that works, before anything is written."""
+    data = write_dataset(tmp_path / "bare", n=4, bare=True)
+    lines = (data / "manifest.jsonl").read_text().splitlines()
+    annotated = write_dataset(tmp_path / "full", n=4)  # one sample of four with objects: still refused
+    lines[0] = (annotated / "manifest.jsonl").read_text().splitlines()[0].replace("images/", "../full/images/")
+    (data / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    first_bare = json.loads(lines[1])["id"]
+    out = tmp_path / "out"
+    modes = [["--mode", "template"]]
+    if detail == "full":  # the teacher is asked to list every object only in full detail
+        modes.append(["--mode", "teacher", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"])
+    for mode in modes:
+        assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", detail] + mode) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"mirg: error: --detail {detail} lists every image's objects, but 3 of 4 sample(s) have no "
+                       f"object annotations (the first: {first_bare}); use --detail brief, or attach objects first "
+                       "(mirg data annotate)"), err
+        assert not out.exists()
+
+
+def test_brief_works_on_a_converted_migbench_manifest(tmp_path):
+    """A converted benchmark has no annotations: brief names the target image and restates the question."""
+    bench = Path(__file__).resolve().parent / "fixtures" / "mig-bench"
+    data = tmp_path / "converted"
+    assert main(["data", "convert", "migbench", "--in", str(bench / "revised_MIG_bench.json"), "--images",
+                 str(bench / "images"), "--out", str(data)]) == 0
+    out = tmp_path / "brief"
+    assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "brief", "--coords",
+                 "norm1000"]) == 0
+    sample = read_manifest(data)[0]
+    (row,) = read_jsonl(out / "sft.jsonl")
+    text = completion_text(row)
+    assert row["id"] == sample.id and check_strict(text, 2).image == sample.target.image == 2
+    assert think_block(text).startswith("The question says: You are now presented with two objects.")
+    answer = parse_answer(text)
+    size = sample.target_size()
+    assert size == (474, 739)
+    assert iou(CoordSpace("norm1000").to_pixels(answer.bbox, size), sample.target.bbox) > 0.99
 
 
 def test_notes_missing_but_objects_present(tmp_path):

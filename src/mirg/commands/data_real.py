@@ -129,8 +129,8 @@ def run_compose(args: argparse.Namespace) -> int:
     from mirg.data.coco import read_captions, read_instances
     from mirg.data.compose import ComposeConfig, compose_dataset, parse_tasks
 
-    cfg = ComposeConfig(n=args.n, seed=args.seed, tasks=parse_tasks(args.tasks), min_images=args.min_images, max_images=args.max_images, min_size=args.min_size,
-                        id_prefix=args.id_prefix)
+    cfg = ComposeConfig(n=args.n, seed=args.seed, tasks=parse_tasks(args.tasks), min_images=args.min_images,
+                        max_images=args.max_images, min_size=args.min_size, id_prefix=args.id_prefix)
     coco = read_instances(args.coco, progress=True)
     captions = read_captions(args.captions) if args.captions else None
     result = compose_dataset(cfg, coco, Path(args.images), Path(args.out), captions, progress=True)
@@ -156,6 +156,7 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from mirg.data.export import export_llamafactory
@@ -165,5 +166,5 @@ def run_export(args: argparse.Namespace) -> int:
           f"-> {args.out}" + (f"; {len(report.rejected)} left out (see {Path(args.out) / 'rejected.jsonl'})"
                               if report.rejected else ""))
     for warning in report.warnings:
-        print(f"mirg: warning: {warning}")
+        print(f"mirg: warning: {warning}", file=sys.stderr)
     return 0

@@ -115,7 +115,7 @@ class _Stream:
     def fail(self, what: str, at: int | None = None, truncated: bool = False) -> NoReturn:
         at = self.consumed + self.pos if at is None else at
         rest = self.buf[at - self.consumed:].strip()  # what is left: nothing, "nul" or "-0." where the file was cut
-        cut = rest == "" or any(word.startswith(rest) for word in ("null", "true", "false")) or _NUMBER_PART.fullmatch(rest)
+        cut = rest == "" or _NUMBER_PART.fullmatch(rest) or any(w.startswith(rest) for w in ("null", "true", "false"))
         if truncated or (self.eof and cut):
             raise MirgError(f"{self.path}: the JSON ends early (truncated file?): {what} at character {at}")
         raise MirgError(f"{self.path}: not valid JSON: {what} at character {at}")
@@ -368,7 +368,8 @@ def read_captions(path: str | Path) -> dict[str, str]:
 def objects_note(objects: list[ObjectAnn]) -> str:
     """The image-level note of a photo without a caption: what its annotations say it shows, most frequent first.
 
-    >>> objects_note([ObjectAnn("dog", (0, 0, 1, 1)), ObjectAnn("person", (0, 0, 1, 1)), ObjectAnn("person", (1, 1, 2, 2))])
+    >>> box = (0, 0, 1, 1)
+    >>> objects_note([ObjectAnn("dog", box), ObjectAnn("person", box), ObjectAnn("person", box)])
     'a photo with these annotated objects: person (2), dog'
     >>> objects_note([])
     'a photo with no annotated objects'

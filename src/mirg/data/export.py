@@ -160,8 +160,8 @@ def export_llamafactory(traj: Path, out: Path, name: str = "mirg_sft", absolute:
     if missing:
         raise MirgError(f"{len(missing)} image file(s) of {sft} missing, the first: {missing[0]}")
     if not records:
-        raise MirgError(f"{sft}: no record to export" + (f" ({len(report.rejected)} left out: "
-                                                          f"{report.rejected[0]['reason']})" if report.rejected else ""))
+        why = f" ({len(report.rejected)} left out: {report.rejected[0]['reason']})" if report.rejected else ""
+        raise MirgError(f"{sft}: no record to export{why}")
     report.records = len(records)
     report.warnings += coords_warnings(report.coords, traj)
     write_export(out, name, records, report, traj, absolute)
@@ -196,7 +196,8 @@ def write_export(out: Path, name: str, records: list[dict], report: ExportReport
     (out / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     rejected = out / "rejected.jsonl"
     if report.rejected:
-        rejected.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report.rejected), encoding="utf-8")
+        rows = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report.rejected)
+        rejected.write_text(rows, encoding="utf-8")
     elif rejected.exists():
         rejected.unlink()
     (out / "README.md").write_text(readme_text(name, report, traj, out, absolute), encoding="utf-8")

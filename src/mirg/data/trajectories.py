@@ -135,7 +135,7 @@ def check_detail(samples: Sequence[Sample], detail: str) -> None:
     >>> check_detail([s], "brief")
     >>> check_detail([s], "chain")
     Traceback (most recent call last):
-    mirg.errors.MirgError: --detail chain lists every image's objects, but 1 of 1 sample(s) have no object annotations (the first: a); use --detail brief, or attach objects first (mirg data annotate)
+    mirg.errors.MirgError: --detail chain lists every image's objects, but 1 of 1 sample(s) have no ...
     """
     if detail not in OBJECT_DETAILS:
         return
