@@ -78,10 +78,16 @@ def run_annotate(args: argparse.Namespace) -> int:
 
 
 def compose_description() -> str:
+    """The help text, each family's rule wrapped under its name (the same rules the dataset card states)."""
+    import textwrap
+
     from mirg.data.compose import NEEDS, RULES
 
-    rules = "\n".join(f"  {task}: {rule}." for task, rule in RULES.items())
-    needs = "\n".join(f"  {task}: needs {need}" for task, need in NEEDS.items())
+    def item(name: str, text: str) -> str:
+        return textwrap.fill(f"{name}: {text}", width=110, initial_indent="  ", subsequent_indent="    ")
+
+    rules = "\n".join(item(task, rule + ".") for task, rule in RULES.items())
+    needs = "\n".join(item(task, "needs " + need) for task, need in NEEDS.items())
     return f"""\
 Compose multi-image grounding samples from real photos and their COCO-format annotations, in MIG-Bench's
 layout and wording, one family per rule:
