@@ -160,7 +160,8 @@ def test_annotate_attaches_objects_and_captions_to_the_real_photos(coco_set, con
     assert ("dog", (812.5, 500.0, 900.0, 616.0)) in [(o.label, o.bbox) for o in sample.objects[0]]
     assert sample.image_notes == ["A photo, number 900.", "a photo with these annotated objects: car, cat"]
     card = (out / "README.md").read_text()
-    assert "| images annotated / all | 2 / 2 |" in card and "| samples fully annotated / all | 1 / 1 |" in card
+    assert "| images annotated (every image of their sample matched) / all | 2 / 2 |" in card
+    assert "| samples fully annotated / all | 1 / 1 |" in card
     assert "| objects attached (over the annotated images) | 4 |" in card
     assert sample.target == read_manifest(converted)[0].target  # the answer is untouched
 
@@ -179,7 +180,9 @@ def test_annotate_reports_a_size_that_disagrees_and_leaves_the_image_unannotated
     assert sample.objects is None  # one image of two matched: nothing claimed for the other
     card = (out / "README.md").read_text()
     assert "## Size disagreements" in card and "| 739x474 | 474x739 |" in card
-    assert "| images annotated / all | 1 / 2 |" in card
+    assert "| images matched to an annotated image / all | 1 / 2 |" in card
+    assert "| images annotated (every image of their sample matched) / all | 0 / 2 |" in card
+    assert "| objects attached (over the annotated images) | 0 |" in card
     assert "| samples with only some images matched (left as they were) | 1 |" in card
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
     row = next(r for r in rejected if r.get("reason") == "size disagrees with the file")
@@ -397,9 +400,19 @@ def test_compose_refuses_what_the_photos_cannot_give(coco_set, tmp_path, capsys)
                  "--out", str(tmp_path / "out"), "--n", "8", "--tasks", "region", "--min-images", "5",
                  "--max-images", "5"])
     assert code == 2 and "region with 5 images: no photo has 4 distinct objects" in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
     code = main(["data", "compose", "--coco", str(root / "instances.json"), "--images", str(tmp_path / "nothing"),
                  "--out", str(tmp_path / "out"), "--n", "8"])
     assert code == 2 and "no such folder" in one_line_error(capsys)
+    shutil.copytree(root / "photos", tmp_path / "out" / "images")
+    (tmp_path / "out" / "manifest.jsonl").write_text("")  # looks like an earlier run's folder
+    code = main(["data", "compose", "--coco", str(root / "instances.json"), "--images", str(tmp_path / "out" /
+                 "images"), "--out", str(tmp_path / "out"), "--n", "8"])
+    assert code == 2 and "which a run replaces" in one_line_error(capsys)
+    assert (tmp_path / "out" / "images" / "case076_1.jpg").is_file()
+    code = main(["data", "compose", "--coco", str(root / "instances.json"), "--images", str(tmp_path), "--out",
+                 str(tmp_path / "new"), "--n", "8"])
+    assert code == 2 and "none of the 32 annotated images is there" in one_line_error(capsys)
 
 
 def test_composed_samples_feed_template_trajectories_that_score_perfectly(composed, tmp_path):
@@ -436,15 +449,22 @@ def test_teacher_is_told_the_real_objects_and_notes(composed):
 
 
 @pytest.mark.slow
-def test_composed_trajectories_pass_an_sft_dry_run_on_a_tiny_model(composed, tmp_path, capsys):
+def test_composed_and_annotated_trajectories_pass_an_sft_dry_run_on_a_tiny_model(coco_set, composed, converted,
+                                                                                  tmp_path, capsys):
+    root, _ = coco_set
     model = tmp_path / "tiny"
     assert main(["model", "init-tiny", "--family", "qwen2_5_vl", "--out", str(model), "--size", "s"]) == 0
-    traj = tmp_path / "traj"
-    assert main(["data", "trajectories", "--data", str(composed), "--out", str(traj), "--detail", "chain",
-                 "--coords", "resized", "--max-pixels", "50176"]) == 0
-    capsys.readouterr()
-    assert main(["sft", "--model", str(model), "--data", str(traj), "--output_dir", str(tmp_path / "run"),
-                 "--dry-run"]) == 0
-    printed = capsys.readouterr().out
-    report = json.loads(printed[printed.index("{"):])
-    assert report["records"] == 48 and report["coords"] == "resized" and not (tmp_path / "run").exists()
+    annotated = tmp_path / "annotated"
+    assert main(["data", "annotate", "--data", str(converted), "--coco", str(root / "instances.json"), "--out",
+                 str(annotated)]) == 0
+    for data, records_there in ((composed, 48), (annotated, 1)):
+        traj = tmp_path / f"traj-{data.name}"
+        assert main(["data", "trajectories", "--data", str(data), "--out", str(traj), "--detail", "chain",
+                     "--coords", "resized", "--max-pixels", "50176"]) == 0
+        capsys.readouterr()
+        assert main(["sft", "--model", str(model), "--data", str(traj), "--output_dir", str(tmp_path / "run"),
+                     "--dry-run"]) == 0
+        printed = capsys.readouterr().out
+        report = json.loads(printed[printed.index("{"):])
+        assert report["records"] == records_there and report["coords"] == "resized"
+        assert not (tmp_path / "run").exists()

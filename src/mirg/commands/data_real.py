@@ -69,7 +69,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     coco = read_instances(args.coco, progress=True)
     captions = read_captions(args.captions) if args.captions else None
     report = annotate_dataset(dataset, coco, Path(args.out), captions)
-    print(f"annotated {report.images_matched} of {report.images_total} images ({report.objects} objects); "
+    print(f"annotated {report.images_annotated} of {report.images_total} images ({report.objects} objects); "
           f"{report.samples_covered} of {len(dataset.samples)} samples fully covered -> {args.out}")
     if report.size_mismatches:
         print(f"{len(report.size_mismatches)} image(s) whose COCO size disagrees with the file, left unannotated "

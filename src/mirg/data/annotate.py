@@ -57,7 +57,8 @@ class AnnotateReport:
 
     images_total: int = 0
     images_matched: int = 0
-    objects: int = 0
+    images_annotated: int = 0  # distinct images of the samples that got objects
+    objects: int = 0  # objects attached, over those images
     captions: int = 0
     samples_covered: int = 0
     samples_partly: int = 0
@@ -87,7 +88,6 @@ def _match_all(samples: list[Sample], coco: CocoSet, report: AnnotateReport) -> 
                 matched[rel] = image
     report.images_total = len(matched) + len(report.unmatched)
     report.images_matched = len(matched)
-    report.objects = sum(len(coco.objects.get(image.id, [])) for image in matched.values())
     return matched
 
 
@@ -95,6 +95,7 @@ def annotate_samples(samples: list[Sample], coco: CocoSet, captions: dict[str, s
     """Attach objects (and, with ``captions``, notes) to every sample whose images all matched; in place."""
     report = AnnotateReport()
     matched = _match_all(samples, coco, report)
+    annotated: set[str] = set()
     for sample in samples:
         images = [matched.get(rel) for rel in sample.images]
         if not all(images):
@@ -108,6 +109,9 @@ def annotate_samples(samples: list[Sample], coco: CocoSet, captions: dict[str, s
             sample.image_notes = [n or objects_note(objs) for n, objs in zip(notes, objects)]
         report.samples_covered += 1
         report.targets_matching += _target_matches(sample.target.bbox, objects[sample.target.image - 1])
+        annotated.update(sample.images)
+    report.images_annotated = len(annotated)
+    report.objects = sum(len(coco.objects.get(matched[rel].id, [])) for rel in annotated)
     return report
 
 
@@ -148,7 +152,9 @@ def card_text(source: Path, coco: CocoSet, report: AnnotateReport, n_samples: in
     from mirg.data.synth_card import markdown_table
 
     rows = [
-        ["images annotated / all", f"{report.images_matched} / {report.images_total}"],
+        ["images matched to an annotated image / all", f"{report.images_matched} / {report.images_total}"],
+        ["images annotated (every image of their sample matched) / all",
+         f"{report.images_annotated} / {report.images_total}"],
         ["objects attached (over the annotated images)", report.objects],
         ["samples fully annotated / all", f"{report.samples_covered} / {n_samples}"],
         ["samples with only some images matched (left as they were)", report.samples_partly],

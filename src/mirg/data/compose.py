@@ -498,16 +498,25 @@ class ComposeResult:
 
 
 OUTPUTS = ("manifest.jsonl", "README.md", "rejected.jsonl", "images", "examples")
+UNFINISHED = ".unfinished"  # in the folder while a run writes it: one cut short is replaced by the next run
+
+
+def check_output(out: Path, images_dir: Path) -> None:
+    """Refuse an ``out`` that is someone else's folder, or whose replaced parts would hold the photos."""
+    from mirg.folders import check_output_folder
+
+    check_output_folder(out, "--out", ["manifest.jsonl", UNFINISHED], "manifest.jsonl, README.md, rejected.jsonl, "
+                        "images/ and examples/")
+    for name in ("images", "examples"):
+        if images_dir.resolve().is_relative_to((out / name).resolve()):
+            raise MirgError(f"--images {images_dir} is inside --out {out}/{name}, which a run replaces; keep the "
+                            "photos elsewhere")
 
 
 def prepare_output(out: Path) -> None:
-    """A new or empty ``out``, or one an earlier compose run wrote (its outputs are removed first)."""
+    """Empty what an earlier compose run wrote into ``out`` (:func:`check_output` passed) and mark it unfinished."""
     import shutil
 
-    from mirg.folders import check_output_folder
-
-    check_output_folder(out, "--out", ["manifest.jsonl"], "manifest.jsonl, README.md, rejected.jsonl, images/ and "
-                        "examples/")
     for name in OUTPUTS:
         path = out / name
         if path.is_dir():
@@ -515,6 +524,7 @@ def prepare_output(out: Path) -> None:
         elif path.exists():
             path.unlink()
     (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / UNFINISHED).write_text("mirg data compose is writing this folder, or was stopped before it finished\n")
 
 
 def compose_dataset(cfg: ComposeConfig, coco: CocoSet, images_dir: Path, out: Path,
@@ -528,14 +538,19 @@ def compose_dataset(cfg: ComposeConfig, coco: CocoSet, images_dir: Path, out: Pa
     start = time.perf_counter()
     if not images_dir.is_dir():
         raise MirgError(f"--images {images_dir}: no such folder")
+    check_output(out, images_dir)
     pool = build_pool(coco, images_dir, cfg.min_size, progress)
     if not pool.ids:
+        first = f" (the first, {pool.rejected[0]['image']}: {pool.rejected[0]['reason']})" if pool.rejected else ""
         raise MirgError(f"--images {images_dir}: none of the {len(coco.images)} annotated images is there with the "
-                        "size the annotations give (see the reasons with --images pointing at the right folder)")
+                        f"size the annotations give{first}")
+    drawn = [draw_sample(cfg, pool, i)  # all drawn before anything is written: a refusal leaves OUT as it was
+             for i in tqdm(range(cfg.n), unit=" samples", desc="drawing", disable=None if progress else True,
+                           leave=False)]
     prepare_output(out)
     result = ComposeResult([], Counter(), pool)
-    for index in tqdm(range(cfg.n), unit=" samples", disable=None if progress else True, leave=False):
-        task, position, composed, draws = draw_sample(cfg, pool, index)
+    for index, (task, position, composed, draws) in enumerate(tqdm(
+            drawn, unit=" samples", desc="writing", disable=None if progress else True, leave=False)):
         sample = to_sample(composed, cfg, index, task, pool, out, captions)
         result.crops += write_crops(composed, sample, pool, out)
         result.retries += draws.retries
@@ -548,6 +563,7 @@ def compose_dataset(cfg: ComposeConfig, coco: CocoSet, images_dir: Path, out: Pa
     write_rejected(out / "rejected.jsonl", coco.rejected + pool.rejected)
     result.seconds = time.perf_counter() - start
     write_card(cfg, result, out, captions is not None)
+    (out / UNFINISHED).unlink()
     return result
 
 
