@@ -14,8 +14,8 @@ A matched image gets its objects: label = the category's name, bbox = COCO's [x,
 [x1, y1, x2, y2] pixels; crowd regions (iscrowd 1) are skipped and counted; a box more than 1 px outside its
 image, an empty one, or one naming an unknown image or category is rejected with its reason. With --captions,
 its note is its first caption (an image without one gets a summary of its objects: "a photo with these
-annotated objects: person (2), dog"). A COCO image whose width/height differ from the file is reported (counted and
-listed), never rescaled, and left unannotated.
+annotated objects: person (2), dog"). A COCO image whose width/height differ from the file is reported
+(counted and listed), never rescaled, and left unannotated.
 
 A sample gets objects (and notes) only when every one of its images matched: an empty list would claim an
 image holds nothing. Other samples are kept as they were and counted.
