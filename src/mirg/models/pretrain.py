@@ -380,6 +380,16 @@ def with_label_tokens(plan: PretrainPlan, model: Path) -> Path:
     return out
 
 
+def cap_image_pixels(plan: PretrainPlan, model: Path) -> None:
+    """Cap the model's processor at the pixels of the images it is trained on: every stage saves the processor it
+    loaded, so the base it ends as resizes any larger image to what it learnt to see (uncapped, the embedded base
+    found 4% of the objects in 224-px images against 98% at its 112 px)."""
+    from mirg.models.base import read_pixel_limits, write_max_pixels
+
+    if read_pixel_limits(model) != (None, None):  # Qwen-style processors (the LLaVA one resizes to a fixed square)
+        write_max_pixels(model, plan.image_size ** 2)
+
+
 def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     """Build the tiny model, run the curriculum, evaluate, and leave the final model + card in ``out``."""
     from mirg.folders import check_output_folder
@@ -398,6 +408,7 @@ def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
         labels = ["--label-tokens"] if plan.label_tokens else []
         run_mirg(["model", "init-tiny", "--family", plan.family, "--size", plan.size, "--seed", str(plan.seed),
                   "--out", str(init), *theta, *layers, *labels], plan.work("logs", "init.txt"), quiet=True)
+        cap_image_pixels(plan, init)
     coords = adapter_for(init).coords
     model, resumed = vision_stage(plan, init)
     vision = json.loads((model / "vision_stage.json").read_text(encoding="utf-8"))
