@@ -30,8 +30,7 @@ def load_eval_data(data: str | Path, limit: int | None) -> tuple[list[Sample], P
     return samples, path.parent
 
 
-def score_run(samples: list[Sample], predictions: Path, space: CoordSpace) -> tuple[dict[str, Any], list]:
-    responses = read_predictions_jsonl(predictions)
+def score_run(samples: list[Sample], responses: dict[str, str], space: CoordSpace) -> tuple[dict[str, Any], list]:
     scores = [score_response(s, responses.get(s.id, ""), space) for s in samples]
     metrics = summarize(scores)
     metrics["overall"]["missing_predictions"] = sum(1 for s in samples if s.id not in responses)
@@ -79,10 +78,11 @@ def evaluate(model: str | Path, data: str | Path, out: str | Path, settings: Gen
                            "dtype": settings.dtype})
     generate_predictions(model_dir, samples, root, out / "predictions.jsonl", settings, progress)
     space = CoordSpace(coords, adapter.min_pixels, adapter.max_pixels) if coords else adapter.coord_space()
-    metrics, scores = score_run(samples, out / "predictions.jsonl", space)
+    responses = read_predictions_jsonl(out / "predictions.jsonl")
+    metrics, scores = score_run(samples, responses, space)
     metrics["overall"].update({"model": str(model), "data": str(data), "coords": space.name})
     write_outputs(metrics, scores, out / "metrics.json", out / "per_sample.jsonl")
     notes = [f"model: {model} ({adapter.family}, boxes read as {space.name}); data: {data}; {len(samples)} samples"]
     write_report(out, title or f"Evaluation of {Path(str(model)).name}", samples, scores, metrics, root,
-                 model_dir=model_dir, notes=notes)
+                 model_dir=model_dir, notes=notes, responses=responses)
     return metrics
