@@ -20,7 +20,7 @@ def tiny_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     for args in (["model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--out", str(root / "model")],
-                 ["data", "synth", "--out", str(root / "data"), "--n", "12", "--seed", "5", "--image-size", "112"]):
+                 ["data", "synth", "--out", str(root / "data"), "--samples", "12", "--seed", "5", "--image-size", "112"]):
         subprocess.run([sys.executable, "-m", "mirg", *args], check=True, capture_output=True, env=env)
     return root
 
