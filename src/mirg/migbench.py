@@ -137,10 +137,14 @@ def target_image(rec: BenchRecord) -> int | None:
     names the image only in ``additional_info`` (the reference answer). Otherwise the last image the
     question mentions. See :func:`pick_target`.
     """
+    return target_of(rec)[0]
+
+
+def target_of(rec: BenchRecord) -> tuple[int | None, str]:
+    """:func:`target_image` and, when there is none, why (see :func:`pick_target`)."""
     answer = rec.additional_info if rec.task == "group_grounding" else ""
     question = "" if rec.task == "group_grounding" else rec.question
-    k, _ = pick_target(len(rec.images), answer=answer, question=question, task=rec.task)
-    return k
+    return pick_target(len(rec.images), answer=answer, question=question, task=rec.task)
 
 
 def pick_target(n_images: int, answer: str = "", question: str = "", task: str = "") -> tuple[int | None, str]:
