@@ -131,6 +131,8 @@ class ImageIndex:
 
     def lookup(self, name: str) -> tuple[str, Size] | str:
         """``(path to write, (width, height))``, or the reason the image can't be used."""
+        while name.startswith("./"):  # "./a.jpg" and "a.jpg" are one file, measured once
+            name = name[2:]
         hit = self._known.get(name)
         if hit is None:
             hit = self._known[name] = self._find(name)
@@ -212,8 +214,8 @@ def to_sample(c: Candidate, images: ImageIndex | VirtualImages) -> Sample | Reje
 def convert_candidates(
     items: Iterable[Candidate | Rejection], images: ImageIndex | VirtualImages
 ) -> Iterator[Sample | Rejection]:
-    """Every source's items as samples or rejections, in order. An id seen before is rejected (the first
-    keeps it, converted or not), so no id is ever both in the manifest and in the rejections twice over."""
+    """Every source's items as samples or rejections, in order. An id seen before is rejected as a duplicate:
+    the first record to give an id keeps it, whether it was converted or not."""
     seen: set[str] = set()
     for item in items:
         if isinstance(item, Rejection):
