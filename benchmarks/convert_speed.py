@@ -6,8 +6,8 @@ Writes ``--images`` distinct JPEG files (sizes drawn from 320-1280 px per side) 
 ``--records`` records in MGrounding's format (2-5 images each drawn from those files, 1-3 question/answer
 pairs, the six task types, answers naming the image the way the real file does, ~3% of pairs with no box),
 then times the command itself in a fresh process (interpreter start included): wall time, CPU time (user +
-system) and peak resident memory (``ru_maxrss`` of the finished child). A second line times reading the file alone (the streaming
-JSON parse), to show where the time goes.
+system) and peak resident memory (``ru_maxrss`` of the finished child). A first line times reading the file
+alone (the streaming JSON parse), to show where the time goes.
 """
 
 from __future__ import annotations

@@ -163,7 +163,8 @@ def test_image_paths_are_relative_to_the_output_folder_and_pass_the_image_check(
     for s in samples:
         assert all(not p.startswith(("/", "./")) and "/./" not in p for p in s.images)
     diff = next(s for s in samples if s.id == "spot_diff_000001-1")  # named without "./" in the file
-    assert (out / diff.images[1]).resolve() == (mg_images / "MGrounding-630k/Difference/spot-the-diff/1_b.png").resolve()
+    expected = mg_images / "MGrounding-630k/Difference/spot-the-diff/1_b.png"
+    assert (out / diff.images[1]).resolve() == expected.resolve()
 
 
 def test_each_distinct_image_is_measured_once(mg_images, tmp_path, monkeypatch):

@@ -96,6 +96,7 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
 def run_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mirg.commands.data_trajectories import describe_reasons
     from mirg.data import convert
     from mirg.errors import MirgError
     from mirg.folders import check_output_folder
@@ -111,7 +112,7 @@ def run_convert(args: argparse.Namespace) -> int:
     n_samples, n_rejected = sum(report.samples.values()), sum(report.rejected.values())
     print(f"converted {report.records} {source.label} records into {n_samples} samples -> {out}")
     if n_rejected:
-        print(f"not converted: {n_rejected} ({convert.describe_rejections(report.rejected)}); each with its "
+        print(f"not converted: {n_rejected} ({describe_reasons(report.rejected)}); each with its "
               f"reason in {out / convert.REJECTED}")
     if not n_samples:
         raise MirgError(f"no sample could be converted from {inp}; see {out / convert.REJECTED}")

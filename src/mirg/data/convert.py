@@ -282,11 +282,6 @@ def _ordered(counts: Counter) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def describe_rejections(counts: Counter) -> str:
-    """``12 no box in the answer, 3 image file not found``: the most common first, ties by name."""
-    return ", ".join(f"{n} {reason}" for reason, n in _ordered(counts))
-
-
 def dataset_card(source: "Source", report: Report) -> str:
     """The dataset card: where the data came from, how boxes were converted, counts per task and reason."""
     n_samples, n_rejected = sum(report.samples.values()), sum(report.rejected.values())
