@@ -231,6 +231,7 @@ def test_a_truncated_file_leaves_an_earlier_complete_conversion_as_it_was(mg_ima
     ("[{\"id\": 1} {\"id\": 2}]", "unreadable JSON after record 1"),
     ("", "neither a JSON list of records nor JSON Lines (it is empty)"),
     ("id,images\n1,a.jpg\n", "neither a JSON list of records nor JSON Lines"),
+    ('{\n  "data": []\n}\n', "line 1 is not one JSON record"),  # one pretty-printed object
     ('[{"id": "a", "solution": NaN}]', "unreadable JSON"),
 ])
 def test_unreadable_files_end_in_one_line(tmp_path, mirg, content, message):

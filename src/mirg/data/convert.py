@@ -383,8 +383,12 @@ def _json_lines(handle, path: Path, bar) -> Iterator[tuple[int, Any]]:
         except UnicodeDecodeError:
             raise MirgError(f"{path}:{lineno}: not UTF-8 text; nothing was written") from None
         except ValueError as exc:
-            raise MirgError(f"{path}:{lineno}: unreadable JSON ({getattr(exc, 'msg', exc)}); a line that breaks "
-                            "off is a truncated file; nothing was written") from None
+            reason = getattr(exc, "msg", exc)
+            if lineno == 1:
+                raise MirgError(f"{path}: neither a JSON list of records nor JSON Lines: line 1 is not one JSON "
+                                f"record ({reason}); nothing was written") from None
+            raise MirgError(f"{path}:{lineno}: unreadable JSON ({reason}); a line that breaks off is a truncated "
+                            "file; nothing was written") from None
         yield lineno, record
 
 
