@@ -1,5 +1,8 @@
 """Turn a MIG-Bench file into a manifest (boxes in pixels of the original images).
 
+Each sample keeps the benchmark's position (``source_index``) and its question exactly as the file states
+it (``source_question``, trailing space included: MIG-Bench's prompt appends its format line to that text).
+
 The target image comes from the question text (or ``additional_info`` for ``group_grounding``), see
 :func:`mirg.migbench.target_image`. Pixel sizes come from the image files; a sample whose images can't
 be found, whose question names no image, or whose box does not fit is not converted and is reported
@@ -84,7 +87,7 @@ def convert_record(
         image_sizes=sizes,
         question=rec.question.strip(),
         target=Target(image=k, bbox=box),
-        extra={"source_index": rec.index},
+        extra={"source_index": rec.index, "source_question": rec.question},
     )
     return sample, None
 
