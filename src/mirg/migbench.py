@@ -212,6 +212,32 @@ def mention_template(text: str) -> str:
     return _IMAGE_MENTION.sub("<image>", text)
 
 
+# --- the benchmark's prompt ------------------------------------------------------------------------
+
+#: What MIG-Bench's evaluation appends to each question, by style: ``migbench`` is the benchmark's box
+#: format line (as sent to Qwen2-VL and Migician), ``migbench-think`` the reasoning variant its published
+#: re-evaluation sent to R1-style models (UniVG-R1). Typos and spacing are the originals'.
+PROMPT_SUFFIXES = {
+    "migbench": "Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>. Don't generate addtional words.",
+    "migbench-think": " First output the thinking process in <think> </think> tags and then output the bounding box "
+                      "in <answer> </answer> tags.",
+}
+
+
+def benchmark_prompt(question: str, style: str = "migbench") -> str:
+    """The text MIG-Bench's evaluation sends after the images: the question exactly as the benchmark file
+    states it (trailing space included), then the format line of ``style``, with nothing between them.
+
+    >>> benchmark_prompt("Find it in image-2. ")
+    "Find it in image-2. Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>. Don't generate addtional words."
+    >>> benchmark_prompt("Find it in image-2.", "migbench-think")[:40]
+    'Find it in image-2. First output the thi'
+    """
+    if style not in PROMPT_SUFFIXES:
+        raise MirgError(f"unknown MIG-Bench prompt style {style!r}; choose one of {', '.join(PROMPT_SUFFIXES)}")
+    return question + PROMPT_SUFFIXES[style]
+
+
 # --- the compatible scorer -------------------------------------------------------------------------
 
 

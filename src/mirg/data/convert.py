@@ -15,6 +15,9 @@ The target image is read by one rule for all sources, :func:`mirg.migbench.pick_
 ``"category: detail"``; the card counts rejections by category. Big files are read as a stream; a file
 that breaks off is refused in one line and nothing is written (an earlier complete conversion in OUT is
 left as it was), so a truncated download is never presented as a complete conversion.
+
+A MIG-Bench sample keeps the benchmark's position (``source_index``) and its question exactly as the file
+states it (``source_question``, trailing space included: MIG-Bench's prompt appends its format line to it).
 """
 
 from __future__ import annotations
@@ -430,7 +433,8 @@ class MigBenchSource(Source):
                 yield Rejection(rec.id, why)
                 continue
             yield Candidate(id=rec.id, task=rec.task, images=rec.images, question=rec.question.strip(), target=k,
-                            box=rec.answer, space=self.space, slack=None, extra={"source_index": rec.index})
+                            box=rec.answer, space=self.space, slack=None,
+                            extra={"source_index": rec.index, "source_question": rec.question})
 
 
 def convert_benchmark(bench: Benchmark, image_roots: list[Path], virtual: bool = False) -> Conversion:

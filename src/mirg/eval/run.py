@@ -63,7 +63,6 @@ def evaluate(model: str | Path, data: str | Path, out: str | Path, settings: Gen
              limit: int | None = None, coords: str | None = None, title: str | None = None,
              progress: bool = True) -> dict[str, Any]:
     """Generate predictions for ``data`` with ``model`` into ``out``, then write metrics and the report."""
-    from mirg.eval.report import write_report
     from mirg.models.base import resolve_device
     from mirg.models.registry import adapter_for, resolve_model_path
 
@@ -78,11 +77,20 @@ def evaluate(model: str | Path, data: str | Path, out: str | Path, settings: Gen
                            "dtype": settings.dtype})
     generate_predictions(model_dir, samples, root, out / "predictions.jsonl", settings, progress)
     space = CoordSpace(coords, adapter.min_pixels, adapter.max_pixels) if coords else adapter.coord_space()
+    notes = [f"model: {model} ({adapter.family}, boxes read as {space.name}); data: {data}; {len(samples)} samples"]
+    return score_and_report(samples, root, out, space, {"model": str(model), "data": str(data)},
+                            title or f"Evaluation of {Path(str(model)).name}", notes, model_dir)
+
+
+def score_and_report(samples: list[Sample], root: Path, out: Path, space: CoordSpace, info: dict[str, Any],
+                     title: str, notes: list[str], model_dir: Path | None = None) -> dict[str, Any]:
+    """Score ``out/predictions.jsonl`` (boxes read in ``space``), write ``metrics.json`` (with ``info`` in its
+    overall row), ``per_sample.jsonl`` and the report; every backend ends here, so all score alike."""
+    from mirg.eval.report import write_report
+
     responses = read_predictions_jsonl(out / "predictions.jsonl")
     metrics, scores = score_run(samples, responses, space)
-    metrics["overall"].update({"model": str(model), "data": str(data), "coords": space.name})
+    metrics["overall"].update({**info, "coords": space.name})
     write_outputs(metrics, scores, out / "metrics.json", out / "per_sample.jsonl")
-    notes = [f"model: {model} ({adapter.family}, boxes read as {space.name}); data: {data}; {len(samples)} samples"]
-    write_report(out, title or f"Evaluation of {Path(str(model)).name}", samples, scores, metrics, root,
-                 model_dir=model_dir, notes=notes, responses=responses)
+    write_report(out, title, samples, scores, metrics, root, model_dir=model_dir, notes=notes, responses=responses)
     return metrics
