@@ -53,10 +53,11 @@ def test_old_spellings_keep_working_with_a_notice(capsys):
     cases = {("demo", "--n-train", "5"): ("train_samples", 5), ("demo", "--n-test", "7"): ("test_samples", 7),
              ("demo", "--sft-cooldown", "0.2"): ("sft_lr_cooldown", 0.2), ("demo", "--train-vision"): ("freeze_vision", False),
              ("data", "synth", "--out", "x", "--n", "3"): ("samples", 3),
-             ("model", "pretrain-tiny", "--out", "x", "--cooldown", "0.3"): ("cooldown", 0.3)}
+             ("model", "pretrain-tiny", "--out", "x", "--cooldown", "0.3"): ("cooldown", 0.3),
+             ("eval", "--model", "m", "--data", "d", "--out", "r", "--limit", "4"): ("max_samples", 4)}
     for argv, (dest, value) in cases.items():
         assert getattr(parser.parse_args(list(argv)), dest) == value, argv
-        old = next(token for token in argv[1:] if token.startswith("--") and token != "--out")
+        old = next(token for token in argv[1:] if token.startswith("--") and token not in ("--out", "--model", "--data"))
         assert f"mirg: note: {old} is now --" in capsys.readouterr().err
     assert build_parser().parse_args(["demo"]).freeze_vision is True  # the default the renamed flag turned off
 

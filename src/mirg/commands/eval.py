@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mirg.commands.vocabulary import renamed
 from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, SPACES
 
 DESCRIPTION = """\
@@ -46,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--backend", choices=["hf", "vllm", "openai"], default="hf",
                    help="hf or vllm: a model folder in this process; openai: a served model (default hf)")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N samples")
+    p.add_argument("--max-samples", type=int, metavar="N", help="evaluate only the first N samples")
+    renamed(p, "--limit", "--max-samples", type=int)
     p.add_argument("--coords", choices=SPACES, help="read boxes in this space (default: the model family's; a served model needs this or --family)")
     p.add_argument("--max-new-tokens", "--max-tokens", dest="max_new_tokens", type=int, metavar="T",
                    help="answer length limit in tokens (default 384 in-process, 1024 served)")
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     settings = GenerationSettings(8 if args.batch_size is None else args.batch_size,
                                   384 if args.max_new_tokens is None else args.max_new_tokens, args.backend,
                                   args.dtype or "float32", args.device or "auto")
-    metrics = evaluate(args.model, args.data, args.out, settings, args.limit, args.coords)
+    metrics = evaluate(args.model, args.data, args.out, settings, args.max_samples, args.coords)
     print(metrics_table(metrics))
     print(f"wrote {args.out}/metrics.json and {args.out}/report.html")
     return 0
@@ -133,7 +135,7 @@ def _run_served(args: argparse.Namespace) -> int:
     from mirg.report_text import metrics_table
 
     settings = served_settings(args)
-    metrics, asked = evaluate_served(settings, args.data, args.out, args.limit)
+    metrics, asked = evaluate_served(settings, args.data, args.out, args.max_samples)
     print(metrics_table(metrics))
     overall = metrics["overall"]
     print(f"asked {asked.asked} sample(s) in {asked.seconds:.1f} s ({asked.rate:.1f} samples/s); "

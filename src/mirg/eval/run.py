@@ -21,7 +21,7 @@ def load_eval_data(data: str | Path, limit: int | None) -> tuple[list[Sample], P
     samples = read_manifest(path)
     if limit is not None:
         if limit < 1:
-            raise MirgError("--limit must be at least 1")
+            raise MirgError("--max-samples must be at least 1")
         samples = samples[:limit]
     problems = check_image_files(samples, path.parent)
     if problems:
