@@ -99,7 +99,7 @@ def make_heldout(plan: DemoPlan, n: int) -> str:
     name = f"heldout{n}"
     folder = plan.path("data", name)
     if not (folder / "manifest.jsonl").is_file():
-        run_mirg(["data", "synth", "--out", str(folder), "--n", str(n), "--seed", str(plan.seed + 30_000),
+        run_mirg(["data", "synth", "--out", str(folder), "--samples", str(n), "--seed", str(plan.seed + 30_000),
                   "--id-prefix", name, "--image-size", str(plan.image_size), "--overwrite"],
                  plan.path("logs", f"synth_{name}.txt"), quiet=True)
     return name
@@ -172,11 +172,11 @@ def main() -> None:
     parser.add_argument("--model", default="embedded", help="the base: `embedded` (default) or a model folder")
     parser.add_argument("--detail", choices=DETAILS, help="trajectory detail (default: the demo's choice for the base)")
     parser.add_argument("--variants", help="comma-separated variants to run besides sft (default: all of them)")
-    parser.add_argument("--sft-minutes", type=float,
-                        help="stage 1's wall time (default: the demo's); longer asks whether GRPO adds more once SFT has levelled off")
-    parser.add_argument("--stage2-minutes", type=float,
-                        help="the extra wall time every stage-2 variant gets, SFT continued included (default: the "
-                        "demo's GRPO minutes)")
+    parser.add_argument("--sft-minutes", type=float, default=9.0,
+                        help="stage 1's wall time (default 9); longer asks whether GRPO adds more once SFT has levelled off")
+    parser.add_argument("--stage2-minutes", type=float, default=3.0,
+                        help="the extra wall time every stage-2 variant gets, SFT continued included (default 3): the "
+                        "variants are compared at equal wall time")
     parser.add_argument("--n-train", type=int, help="training samples (default: the demo's)")
     parser.add_argument("--sft-lr", type=float, help="stage 1's learning rate, also when continued (default: the demo's)")
     parser.add_argument("--sft-cooldown", type=float, metavar="F",

@@ -38,9 +38,9 @@ def make_data(out: Path, n_train: int, n_eval: int) -> tuple[Path, Path]:
     train, held = out / "data" / "train", out / "data" / "heldout"
     common = ["--tasks", "perception", "--min-images", "1", "--max-images", "1", "--max-objects", "1", "--image-size", "112"]
     if not (train / "manifest.jsonl").is_file():
-        mirg("data", "synth", "--out", str(train), "--n", str(n_train), "--seed", "11", *common, "--overwrite")
+        mirg("data", "synth", "--out", str(train), "--samples", str(n_train), "--seed", "11", *common, "--overwrite")
     if not (held / "manifest.jsonl").is_file():
-        mirg("data", "synth", "--out", str(held), "--n", str(n_eval), "--seed", "12", "--id-prefix", "held",
+        mirg("data", "synth", "--out", str(held), "--samples", str(n_eval), "--seed", "12", "--id-prefix", "held",
              *common, "--overwrite")
     return train, held
 

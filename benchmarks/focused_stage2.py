@@ -61,7 +61,7 @@ def probe(plan: DemoPlan, n: int) -> tuple[dict[str, float], float]:
     run = plan.path("eval_probe", f"train{n}")
     start = time.monotonic()
     if not (run / "metrics.json").is_file():
-        run_mirg(["eval", "--model", str(plan.path("sft")), "--data", str(plan.path("data", "train")), "--limit", str(n),
+        run_mirg(["eval", "--model", str(plan.path("sft")), "--data", str(plan.path("data", "train")), "--max-samples", str(n),
                   "--out", str(run), "--batch-size", str(plan.eval_batch_size)], plan.path("logs", "eval_probe.txt"),
                  quiet=True)
     minutes = (time.monotonic() - start) / 60

@@ -16,7 +16,7 @@ print("transformers", transformers.__version__, "trl", trl.__version__, "dataset
 PY
 cat $OUTD/env.txt; grep -q "^transformers" $OUTD/env.txt || exit 1
 # 1. eval of the embedded base on 200 one-image perception samples, on the GPU
-$PY -m mirg data synth --out $W/perc --n 200 --seed 777 --tasks perception --min-images 1 --max-images 1 --image-size 112 --id-prefix perc --overwrite > $W/synth.log 2>&1
+$PY -m mirg data synth --out $W/perc --samples 200 --seed 777 --tasks perception --min-images 1 --max-images 1 --image-size 112 --id-prefix perc --overwrite > $W/synth.log 2>&1
 $PY -m mirg eval --model embedded --data $W/perc --out $W/eval_perc --batch-size 32 > $W/eval_perc.log 2>&1
 tr '\r' '\n' < $W/eval_perc.log | grep -v "^generating" | tail -30 > $OUTD/eval_perc.txt
 # 2 and 3 side by side: the demo with longer stages, and pretrain-tiny size m

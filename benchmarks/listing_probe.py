@@ -41,7 +41,7 @@ def probe(model: str, out: Path, name: str, n: int, seed: int) -> dict:
 
     data, run = out / name / "data", out / name / "run"
     if not (data / "manifest.jsonl").is_file():
-        mirg("data", "synth", "--out", str(data), "--n", str(n), "--seed", str(seed), "--min-images", "1",
+        mirg("data", "synth", "--out", str(data), "--samples", str(n), "--seed", str(seed), "--min-images", "1",
              "--max-images", "1", "--image-size", "112", "--id-prefix", name, "--overwrite", *SETS[name])
     mirg("eval", "--model", model, "--data", str(data), "--out", str(run), "--batch-size", "16")
     samples = read_manifest(data)

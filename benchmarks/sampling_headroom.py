@@ -71,7 +71,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="a model folder (`mirg sft` / `mirg grpo` output)")
     parser.add_argument("--data", type=Path, required=True, help="a dataset folder or manifest (`mirg data synth`)")
-    parser.add_argument("--limit", type=int, default=500, help="the first N samples (default 500)")
+    parser.add_argument("--max-samples", type=int, default=500, help="the first N samples (default 500)")
     parser.add_argument("--k", type=int, default=4, help="completions sampled per sample (default 4, the demo's group)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0, GRPO's)")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -9,7 +9,7 @@ W=/tmp/gp; rm -rf $W; mkdir -p $W $OUTD
 nproc > $OUTD/a_runs.txt
 $PY -c "import torch;print('threads',torch.get_num_threads(), torch.cuda.is_available())" >> $OUTD/a_runs.txt
 T0=$(date +%s)
-$PY -m mirg data synth --out $W/train --n 600 --seed 0 --id-prefix train --image-size 112 --overwrite > $W/synth.log 2>&1 || tail -3 $W/synth.log
+$PY -m mirg data synth --out $W/train --samples 600 --seed 0 --id-prefix train --image-size 112 --overwrite > $W/synth.log 2>&1 || tail -3 $W/synth.log
 $PY -m mirg data trajectories --data $W/train --out $W/traj --detail brief --coords norm1000 > $W/traj.log 2>&1 || tail -3 $W/traj.log
 echo "data $(( $(date +%s) - T0 )) s" >> $OUTD/a_runs.txt
 sft() { echo sft --model embedded --data $W/traj --output_dir $W/$1 --max_steps $N --learning_rate 5e-4 --per_device_train_batch_size 16 --save_strategy no --report_to none --logging_steps 10 --seed 0; }

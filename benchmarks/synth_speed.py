@@ -30,7 +30,7 @@ def in_process(cfg: SynthConfig, workers: int, out: Path) -> tuple[float, int, i
 
 
 def whole_process(cfg: SynthConfig, workers: int, out: Path) -> float:
-    args = ["data", "synth", "--out", str(out), "--n", str(cfg.n), "--seed", str(cfg.seed),
+    args = ["data", "synth", "--out", str(out), "--samples", str(cfg.n), "--seed", str(cfg.seed),
             "--image-size", str(cfg.image_size), "--workers", str(workers)]
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "mirg", *args], check=True, capture_output=True)

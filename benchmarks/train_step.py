@@ -102,7 +102,7 @@ def build_inputs(root: Path, size: str) -> tuple[Path, Path]:
 
     model, synth, traj = root / "model", root / "synth", root / "traj"
     assert main(["model", "init-tiny", "--family", "qwen2_5_vl", "--out", str(model), "--size", size]) == 0
-    assert main(["data", "synth", "--out", str(synth), "--n", "64", "--image-size", "224", "--min-images", "3",
+    assert main(["data", "synth", "--out", str(synth), "--samples", "64", "--image-size", "224", "--min-images", "3",
                  "--max-images", "3", "--tasks", THREE_IMAGE_TASKS]) == 0
     assert main(["data", "trajectories", "--data", str(synth), "--out", str(traj), "--coords", "resized",
                  "--max-pixels", "50176"]) == 0

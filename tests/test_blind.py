@@ -47,7 +47,7 @@ def test_the_blind_box_is_the_training_box_most_others_overlap():
 
 def test_blind_answers_on_synthetic_data_read_the_image_from_the_question(tmp_path, mirg):
     for name, n, seed in (("train", 600, 0), ("test", 100, 1)):
-        proc = mirg("data", "synth", "--out", str(tmp_path / name), "--n", str(n), "--seed", str(seed),
+        proc = mirg("data", "synth", "--out", str(tmp_path / name), "--samples", str(n), "--seed", str(seed),
                     "--image-size", "64", "--id-prefix", name)
         assert proc.returncode == 0, proc.stderr
     proc = mirg("data", "blind", "--train", str(tmp_path / "train"), "--data", str(tmp_path / "test"),
@@ -80,7 +80,7 @@ def test_blind_refuses_a_missing_training_set_in_one_line(tmp_path, mirg):
 
 
 def test_blind_refuses_a_folder_holding_other_files(tmp_path, mirg):
-    assert mirg("data", "synth", "--out", str(tmp_path / "d"), "--n", "4", "--image-size", "64").returncode == 0
+    assert mirg("data", "synth", "--out", str(tmp_path / "d"), "--samples", "4", "--image-size", "64").returncode == 0
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "metrics.json").write_text("mine")

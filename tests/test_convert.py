@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -28,10 +29,14 @@ def test_convert_with_the_real_photos(parity_dir, tmp_path, mirg, bench_file):
                 raw["answer"][2] / scale * 474, raw["answer"][3] / scale * 739]
     assert list(s.target.bbox) == pytest.approx(expected)
     assert check_image_files(samples, out) == []  # paths written relative to the output folder
-    skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
-    assert len(skipped) + len(samples) == len(raw_all := json.loads((parity_dir / bench_file).read_text()))
-    assert all(r["reason"] for r in skipped) and len(raw_all) > 4000
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert len(rejected) + len(samples) == len(raw_all := json.loads((parity_dir / bench_file).read_text()))
+    assert all(r["reason"] for r in rejected) and len(raw_all) > 4000
     assert "image file not found" in proc.stdout
+    card = (out / "README.md").read_text()
+    by_reason = Counter(r["reason"].split(":")[0] for r in rejected)
+    assert by_reason["image file not found"] > 0
+    assert all(f"| {reason} | {n} |" in card for reason, n in by_reason.items())
 
 
 def test_target_image_is_read_from_every_revised_question(parity_dir):

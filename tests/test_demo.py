@@ -14,7 +14,7 @@ import pytest
 def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    args = [sys.executable, "-m", "mirg", "demo", "--out", str(out), "--n-train", "60", "--n-test", "12",
+    args = [sys.executable, "-m", "mirg", "demo", "--out", str(out), "--train-samples", "60", "--test-samples", "12",
             "--sft-minutes", "0.1", "--grpo-minutes", "0.1"]
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -34,10 +34,11 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     assert sft_row.split()[2] == f"{100 * se:.1f}" and "± se: one standard error" in proc.stdout
     assert summary["plan"]["freeze_vision"] is True
     sft_command = proc.stdout.split("$ mirg sft ", 1)[1].splitlines()[0]
-    assert "--decision_weight 5.0" in sft_command  # chain: weighted
-    assert "--lr_cooldown 0.3" in sft_command and summary["plan"]["sft_cooldown"] == 0.3
+    assert "--decision-weight 5.0" in sft_command  # chain: weighted
+    assert "--lr-cooldown 0.3" in sft_command and summary["plan"]["sft_cooldown"] == 0.3
     for stage in ("sft", "grpo"):  # no activations recomputed: a tiny model has the memory, the CPU not the time
-        assert "--activation_checkpointing false" in proc.stdout.split(f"$ mirg {stage} ", 1)[1].splitlines()[0]
+        assert "--activation-checkpointing false" in proc.stdout.split(f"$ mirg {stage} ", 1)[1].splitlines()[0]
+    assert "{'loss'" not in proc.stdout and "'rewards/" not in proc.stdout  # a progress line, not TRL's dictionaries
     assert_vision_kept(out / "sft_grpo")
     # A rerun finds every stage complete and only rebuilds the summary.
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
@@ -48,23 +49,31 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     assert rerun["peak_rss_mib"] == summary["peak_rss_mib"]
 
 
-def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
-    """With step counts instead of minutes, a demo's stages train the same steps and give the same weights and
-    the same metrics however fast the machine runs; summary.json holds the command that repeats them."""
+def test_demo_by_steps_repeats_its_models_exactly_beside_a_busy_process(tmp_path):
+    """A demo trains a fixed number of steps by default, so its stages give the same weights and the same metrics
+    however fast the machine runs: here the second run shares the CPU with a process that keeps every core busy.
+    summary.json holds the command that repeats them."""
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     summaries = []
     for name in ("a", "b"):
         out = tmp_path / name
-        args = [sys.executable, "-m", "mirg", "demo", "--out", str(out), "--n-train", "40", "--n-test", "8",
-                "--sft-steps", "3", "--grpo-steps", "2", "--grpo-lr", "0.0001"]
-        proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+        args = [sys.executable, "-m", "mirg", "demo", "--out", str(out), "--train-samples", "40", "--test-samples",
+                "8", "--sft-steps", "3", "--grpo-steps", "2", "--grpo-lr", "0.0001"]
+        hogs = [] if name == "a" else [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                                       for _ in range(os.cpu_count() or 2)]
+        try:
+            proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+        finally:
+            for hog in hogs:
+                hog.kill()
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         summaries.append(json.loads((out / "summary.json").read_text()))
         assert "--sft-steps 3 --grpo-steps 2" in proc.stdout
-        assert "--learning_rate 0.0001 " in proc.stdout.split("$ mirg grpo ", 1)[1]  # stage 2 at the rate asked
+        assert "--learning-rate 0.0001 " in proc.stdout.split("$ mirg grpo ", 1)[1]  # stage 2 at the rate asked
     a, b = summaries
     assert a["steps"] == b["steps"] == {"sft": 3, "sft_grpo": 2}
-    assert a["repeat"].startswith("mirg demo --out NEW_FOLDER --seed 0 --n-train 40 --n-test 8 --grpo-lr 0.0001 --detail ")
+    assert a["repeat"].startswith("mirg demo --out NEW_FOLDER --seed 0 --train-samples 40 --test-samples 8 "
+                                  "--grpo-lr 0.0001 --detail ")
     assert a["plan"]["grpo_lr"] == 1e-4
     assert a["repeat"].endswith("--sft-steps 3 --grpo-steps 2")
 
@@ -77,14 +86,15 @@ def test_demo_by_steps_repeats_its_models_exactly(tmp_path):
             (tmp_path / "b" / stage / "model.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("flag, value", [("--sft-cooldown", "1"), ("--sft-cooldown", "-0.1"), ("--sft-cooldown", "nan")])
+@pytest.mark.parametrize("flag, value", [("--sft-lr-cooldown", "1"), ("--sft-lr-cooldown", "-0.1"),
+                                         ("--sft-lr-cooldown", "nan")])
 def test_demo_refuses_a_cooldown_that_is_not_a_fraction_below_one(tmp_path, flag, value):
-    assert f"--sft-cooldown is a fraction of stage 1 from 0 (off) to below 1, got {value}" in \
+    assert f"--sft-lr-cooldown is a fraction of stage 1 from 0 (off) to below 1, got {value}" in \
         refused_before_writing(tmp_path, flag, value)
 
 
 @pytest.mark.parametrize("flag, value", [("--sft-lr", "0"), ("--grpo-lr", "-0.5"), ("--sft-lr", "nan"),
-                                         ("--grpo-lr", "inf"), ("--n-train", "0"), ("--decision-weight", "0")])
+                                         ("--grpo-lr", "inf"), ("--train-samples", "0"), ("--decision-weight", "0")])
 def test_demo_refuses_a_learning_rate_or_size_that_is_not_positive(tmp_path, flag, value):
     assert f"{flag} must be positive, got {value}" in refused_before_writing(tmp_path, flag, value)
 
@@ -194,12 +204,12 @@ def test_repeat_command_writes_every_changed_setting_so_the_cli_reads_it_back():
     plan = DemoPlan(out=Path("x"), n_train=1_000_000, sft_lr=1e-3, sft_cooldown=0.0, grpo_lr=1e-5, decision_weight=2.5,
                     detail="chain", order="label")
     command = repeat_command(plan, {"sft": 3, "sft_grpo": 2})
-    assert ("--n-train 1000000 --sft-lr 0.001 --sft-cooldown 0.0 --grpo-lr 1e-05 --detail chain --order label "
-            "--decision-weight 2.5 ") in command
+    assert ("--train-samples 1000000 --sft-lr 0.001 --sft-lr-cooldown 0.0 --grpo-lr 1e-05 --detail chain --order "
+            "label --decision-weight 2.5 ") in command
     args = build_parser().parse_args(command.split()[1:])
-    assert (args.n_train, args.sft_lr, args.sft_cooldown, args.grpo_lr, args.decision_weight, args.sft_steps) == \
-        (1_000_000, 1e-3, 0.0, 1e-5, 2.5, 3)
-    assert "--n-train" not in repeat_command(DemoPlan(out=Path("x"), detail="chain", order="label"), {"sft": 1, "sft_grpo": 1})
+    assert (args.train_samples, args.sft_lr, args.sft_lr_cooldown, args.grpo_lr, args.decision_weight,
+            args.sft_steps) == (1_000_000, 1e-3, 0.0, 1e-5, 2.5, 3)
+    assert "--train-samples" not in repeat_command(DemoPlan(out=Path("x"), detail="chain", order="label"), {"sft": 1, "sft_grpo": 1})
 
 
 def test_decision_weight_goes_to_sft_only_where_the_trajectories_write_the_decision_sentence(tmp_path):

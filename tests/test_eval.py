@@ -20,7 +20,7 @@ def tiny_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     for args in (["model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--out", str(root / "model")],
-                 ["data", "synth", "--out", str(root / "data"), "--n", "12", "--seed", "5", "--image-size", "112"]):
+                 ["data", "synth", "--out", str(root / "data"), "--samples", "12", "--seed", "5", "--image-size", "112"]):
         subprocess.run([sys.executable, "-m", "mirg", *args], check=True, capture_output=True, env=env)
     return root
 
@@ -72,7 +72,7 @@ def test_resume_drops_a_last_line_cut_inside_a_character(tmp_path):
 
 
 def test_eval_limit_and_bad_inputs(tiny_setup, tmp_path):
-    result = subprocess.run(eval_args(tiny_setup, tmp_path / "r", "--limit", "2", "--batch-size", "2"),
+    result = subprocess.run(eval_args(tiny_setup, tmp_path / "r", "--max-samples", "2", "--batch-size", "2"),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(lines(tmp_path / "r" / "predictions.jsonl")) == 2
@@ -104,7 +104,7 @@ def test_eval_refuses_a_folder_holding_other_files(tiny_setup, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "metrics.json").write_text('{"mine": 1}')
-    bad = subprocess.run(eval_args(tiny_setup, mine, "--limit", "1"), capture_output=True, text=True)
+    bad = subprocess.run(eval_args(tiny_setup, mine, "--max-samples", "1"), capture_output=True, text=True)
     assert bad.returncode == 2 and "holds other files and none a run leaves (run.json, predictions.jsonl)" in bad.stderr
     assert [p.name for p in mine.iterdir()] == ["metrics.json"] and (mine / "metrics.json").read_text() == '{"mine": 1}'
 
@@ -117,18 +117,18 @@ def torch_sees_a_gpu() -> bool:
 
 def test_eval_refuses_to_resume_another_models_predictions(tiny_setup, tmp_path):
     out = tmp_path / "run"
-    first = subprocess.run(eval_args(tiny_setup, out, "--limit", "2", "--batch-size", "2"), capture_output=True,
+    first = subprocess.run(eval_args(tiny_setup, out, "--max-samples", "2", "--batch-size", "2"), capture_output=True,
                            text=True)
     assert first.returncode == 0, first.stderr[-2000:]
     other = tmp_path / "other-model"
     import shutil
 
     shutil.copytree(tiny_setup / "model", other)
-    args = eval_args(tiny_setup, out, "--limit", "4")
+    args = eval_args(tiny_setup, out, "--max-samples", "4")
     args[args.index("--model") + 1] = str(other)
     again = subprocess.run(args, capture_output=True, text=True)
     assert again.returncode == 2 and "another model" in again.stderr and "Traceback" not in again.stderr
     assert len(lines(out / "predictions.jsonl")) == 2  # nothing appended to the first run
-    longer = subprocess.run(eval_args(tiny_setup, out, "--limit", "4", "--max-new-tokens", "30"),
+    longer = subprocess.run(eval_args(tiny_setup, out, "--max-samples", "4", "--max-new-tokens", "30"),
                             capture_output=True, text=True)
     assert longer.returncode == 2 and "max_new_tokens" in longer.stderr

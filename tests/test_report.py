@@ -30,9 +30,11 @@ def run(tmp_path):
             img.save(root / name)
             names.append(name)
         task = "common_object" if i < 3 else "diff"
-        samples.append(Sample(f"s{i}", task, names, [(96, 64)] * 2, "q", Target(1 + i % 2, (10 + 5 * i, 10, 40 + 5 * i, 40))))
+        samples.append(Sample(f"s{i}", task, names, [(96, 64)] * 2, f"Where is the red disc <{i}>?",
+                              Target(1 + i % 2, (10 + 5 * i, 10, 40 + 5 * i, 40))))
         guess = 1 + i % 2 if i != 4 else 2 - i % 2  # one wrong image
-        responses.append(render_answer(guess, [10 + 5 * i, 12, 40 + 5 * i, 40]) if i != 5 else "no answer")
+        think = f"The red disc of sample {i} is in image {guess} & nowhere else."
+        responses.append(render_answer(guess, [10 + 5 * i, 12, 40 + 5 * i, 40], think) if i != 5 else "no answer")
     scores = [score_response(s, r, CoordSpace("pixel")) for s, r in zip(samples, responses)]
     model_dir = tmp_path / "model"
     model_dir.mkdir()
@@ -40,7 +42,8 @@ def run(tmp_path):
                 "completions/mean_length": 50 + s} for s in range(1, 6)]
     (model_dir / "trainer_state.json").write_text(json.dumps({"log_history": history}))
     out = tmp_path / "run"
-    html_path = write_report(out, "Tiny run", samples, scores, summarize(scores), root, model_dir=model_dir)
+    html_path = write_report(out, "Tiny run", samples, scores, summarize(scores), root, model_dir=model_dir,
+                             responses={s.id: r for s, r in zip(samples, responses)})
     return out, html_path, samples, scores
 
 
@@ -57,6 +60,25 @@ def test_report_contents(run):
     page = html_path.read_text()
     assert page.count("data:image/png;base64,") == len(list((out / "report_files").glob("*.png")))
     assert "<script" not in page and "http" not in page  # self-contained
+
+
+def test_gallery_shows_each_samples_question_and_answer_with_the_reasoning_folded(run):
+    out, html_path, samples, scores = run
+    page, md = html_path.read_text(), (out / "report.md").read_text()
+    shown = [p.name.rsplit("_", 1)[1][:-4] for p in (out / "report_files").glob("*.png") if not p.name.startswith("curve_")]
+    assert shown
+    for sid in shown:
+        i = int(sid[1:])
+        # the question beside its own picture, escaped; the answer's JSON visible, the reasoning inside <details>
+        figure = page[page.index(f"{sid}: target image"):].split("</figure>", 1)[0]
+        assert f"Where is the red disc &lt;{i}&gt;?" in figure
+        if i == 5:
+            assert "<code>no answer</code>" in figure and "<details>" not in figure
+            continue
+        assert f"&quot;image&quot;: {scores[i].pred_image}" in figure.split("<details>")[0]
+        assert f"<details><summary>reasoning</summary><p>The red disc of sample {i} is in image " \
+               f"{scores[i].pred_image} &amp; nowhere else.</p></details>" in figure
+        assert f"**Question:** Where is the red disc <{i}>?" in md and f"The red disc of sample {i}" in md
 
 
 def test_gallery_numbers_each_image_legibly_on_a_light_picture(run):

@@ -43,20 +43,20 @@ def every_family(tmp_path_factory) -> Path:
 
 
 def test_same_arguments_give_byte_identical_folders(tmp_path):
-    args = ["--n", "30", "--seed", "5", "--image-size", "96"]
+    args = ["--samples", "30", "--seed", "5", "--image-size", "96"]
     a, b = synth(tmp_path, "a", *args), synth(tmp_path, "b", *args)
     files_a, files_b = folder_bytes(a), folder_bytes(b)
     assert len(files_a) > 60 and files_a == files_b
-    other = folder_bytes(synth(tmp_path, "c", "--n", "30", "--seed", "6", "--image-size", "96"))
+    other = folder_bytes(synth(tmp_path, "c", "--samples", "30", "--seed", "6", "--image-size", "96"))
     assert other["manifest.jsonl"] != files_a["manifest.jsonl"]
     assert sum(other.get(k) != v for k, v in files_a.items() if k.startswith("images/")) > 30
 
 
 def test_workers_and_n_do_not_change_samples(tmp_path):
-    one = synth(tmp_path, "one", "--n", "24", "--image-size", "64")
-    two = synth(tmp_path, "two", "--n", "24", "--image-size", "64", "--workers", "2")
+    one = synth(tmp_path, "one", "--samples", "24", "--image-size", "64")
+    two = synth(tmp_path, "two", "--samples", "24", "--image-size", "64", "--workers", "2")
     assert folder_bytes(one) == folder_bytes(two)
-    longer = synth(tmp_path, "longer", "--n", "40", "--image-size", "64")
+    longer = synth(tmp_path, "longer", "--samples", "40", "--image-size", "64")
     head = (longer / "manifest.jsonl").read_text().splitlines()[:24]
     assert head == (one / "manifest.jsonl").read_text().splitlines()
     assert (longer / "images" / "000023_2.png").read_bytes() == (one / "images" / "000023_2.png").read_bytes()
@@ -122,7 +122,7 @@ def test_reference_objects_are_outlined_in_black(every_family):
 
 
 def test_some_perception_images_outline_one_object(tmp_path):
-    samples = read_manifest(synth(tmp_path, "p", "--n", "60", "--tasks", "perception", "--min-images", "1",
+    samples = read_manifest(synth(tmp_path, "p", "--samples", "60", "--tasks", "perception", "--min-images", "1",
                                   "--max-images", "1"))
     marked = [s for s in samples if any(o.attributes.get("outlined") for o in s.objects[0])]
     assert 5 < len(marked) < 40
@@ -216,21 +216,21 @@ def test_builders_pass_their_check_without_rejections():
 
 
 def test_perception_makes_one_image_samples_only_when_asked(tmp_path):
-    out = synth(tmp_path, "p1", "--n", "12", "--tasks", "perception", "--min-images", "1", "--max-images", "1")
+    out = synth(tmp_path, "p1", "--samples", "12", "--tasks", "perception", "--min-images", "1", "--max-images", "1")
     samples = read_manifest(out)
     assert {s.num_images for s in samples} == {1} and {s.task for s in samples} == {"perception"}
     assert any(s.question.startswith("List every object") for s in samples)
-    several = read_manifest(synth(tmp_path, "p3", "--n", "8", "--tasks", "perception", "--min-images", "3",
+    several = read_manifest(synth(tmp_path, "p3", "--samples", "8", "--tasks", "perception", "--min-images", "3",
                                   "--max-images", "3"))
     assert all(s.question.startswith("Describe each image in turn") for s in several)
-    default = read_manifest(synth(tmp_path, "d", "--n", "40", "--min-images", "1"))
+    default = read_manifest(synth(tmp_path, "d", "--samples", "40", "--min-images", "1"))
     assert "perception" not in {s.task for s in default} and min(s.num_images for s in default) == 2
 
 
 def test_listing_names_no_label_and_its_target_is_the_leftmost_or_rightmost_object(tmp_path):
     from mirg.data.synth_scene import COLORS, SHAPES
 
-    samples = read_manifest(synth(tmp_path, "l", "--n", "24", "--tasks", "listing", "--min-images", "1",
+    samples = read_manifest(synth(tmp_path, "l", "--samples", "24", "--tasks", "listing", "--min-images", "1",
                                   "--max-images", "1"))
     assert {s.task for s in samples} == {"listing"} and {s.num_images for s in samples} == {1}
     sides = set()
@@ -247,10 +247,10 @@ def test_listing_names_no_label_and_its_target_is_the_leftmost_or_rightmost_obje
 
 
 def test_max_objects_limits_perception_scenes_and_nothing_else(tmp_path, capsys):
-    out = synth(tmp_path, "one", "--n", "30", "--tasks", "perception", "--min-images", "1", "--max-images", "2",
+    out = synth(tmp_path, "one", "--samples", "30", "--tasks", "perception", "--min-images", "1", "--max-images", "2",
                 "--max-objects", "1")
     assert all(len(objs) == 1 for s in read_manifest(out) for objs in s.objects)
-    assert main(["data", "synth", "--out", str(tmp_path / "x"), "--n", "5", "--max-objects", "2"]) == 2
+    assert main(["data", "synth", "--out", str(tmp_path / "x"), "--samples", "5", "--max-objects", "2"]) == 2
     assert "perception families only" in capsys.readouterr().err
 
 
@@ -273,8 +273,8 @@ def test_card_has_counts_balance_and_one_example_per_task(every_family):
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--n", "0"], "--n must be at least 1"),
-        (["--n", "-3"], "--n must be at least 1"),
+        (["--samples", "0"], "--n must be at least 1"),
+        (["--samples", "-3"], "--n must be at least 1"),
         (["--min-images", "4", "--max-images", "3"], "--min-images 4 is more than --max-images 3"),
         (["--max-images", "7"], "--max-images must be 1..6"),
         (["--min-images", "0"], "--min-images must be 1..6"),
@@ -288,25 +288,25 @@ def test_card_has_counts_balance_and_one_example_per_task(every_family):
 )
 def test_bad_arguments_give_a_one_line_error(tmp_path, capsys, args, says):
     out = tmp_path / "out"
-    assert main(["data", "synth", "--out", str(out), "--n", "5", *args]) == 2
+    assert main(["data", "synth", "--out", str(out), "--samples", "5", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mirg: error: ") and says in err and err.count("\n") == 1
     assert not (out / "manifest.jsonl").exists()
 
 
 def test_a_non_empty_folder_is_kept_unless_overwrite(tmp_path, capsys):
-    out = synth(tmp_path, "ds", "--n", "12", "--image-size", "64")
-    assert main(["data", "synth", "--out", str(out), "--n", "3"]) == 2
+    out = synth(tmp_path, "ds", "--samples", "12", "--image-size", "64")
+    assert main(["data", "synth", "--out", str(out), "--samples", "3"]) == 2
     assert "not empty" in capsys.readouterr().err
     assert len(read_manifest(out)) == 12
     (out / "notes.txt").write_text("mine")
-    assert main(["data", "synth", "--out", str(out), "--n", "3", "--image-size", "64", "--overwrite"]) == 0
+    assert main(["data", "synth", "--out", str(out), "--samples", "3", "--image-size", "64", "--overwrite"]) == 0
     assert len(read_manifest(out)) == 3 and len(list((out / "images").iterdir())) == 6
     assert (out / "notes.txt").read_text() == "mine"
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "thesis.tex").write_text("x")
-    assert main(["data", "synth", "--out", str(stranger), "--n", "3", "--overwrite"]) == 2
+    assert main(["data", "synth", "--out", str(stranger), "--samples", "3", "--overwrite"]) == 2
     assert (stranger / "thesis.tex").exists()
 
 
@@ -323,7 +323,7 @@ def test_a_worker_that_dies_gives_a_one_line_error(tmp_path):
 
     (tmp_path / "select.py").write_text("raise SystemExit(3)\n", encoding="utf-8")
     mirg = Path(sys.executable).with_name("mirg")
-    proc = subprocess.run([str(mirg), "data", "synth", "--out", str(tmp_path / "ds"), "--n", "40", "--image-size",
+    proc = subprocess.run([str(mirg), "data", "synth", "--out", str(tmp_path / "ds"), "--samples", "40", "--image-size",
                            "64", "--workers", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -340,7 +340,7 @@ def test_an_interrupted_run_stops_at_once_and_is_replaced_with_overwrite(tmp_pat
     import time
 
     out = tmp_path / "ds"
-    proc = subprocess.Popen([sys.executable, "-m", "mirg", "data", "synth", "--out", str(out), "--n", "200000",
+    proc = subprocess.Popen([sys.executable, "-m", "mirg", "data", "synth", "--out", str(out), "--samples", "200000",
                              "--image-size", "64", "--workers", "2"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -357,8 +357,8 @@ def test_an_interrupted_run_stops_at_once_and_is_replaced_with_overwrite(tmp_pat
     assert code == 130 and time.monotonic() - start < 30, "the run went on drawing after the interrupt"
     assert "mirg: interrupted" in proc.stderr.read()
     assert (out / ".unfinished").exists() and not (out / "manifest.jsonl").exists()
-    assert main(["data", "synth", "--out", str(out), "--n", "3", "--image-size", "64"]) == 2
+    assert main(["data", "synth", "--out", str(out), "--samples", "3", "--image-size", "64"]) == 2
     assert "replace a dataset whose run was cut short" in capsys.readouterr().err
-    assert main(["data", "synth", "--out", str(out), "--n", "3", "--image-size", "64", "--overwrite"]) == 0
+    assert main(["data", "synth", "--out", str(out), "--samples", "3", "--image-size", "64", "--overwrite"]) == 0
     assert len(read_manifest(out)) == 3 and not (out / ".unfinished").exists()
     assert len(list((out / "images").iterdir())) == 6

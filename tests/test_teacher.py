@@ -24,7 +24,8 @@ import httpx2
 import pytest
 
 from mirg.cli import main
-from mirg.data.teacher import CACHE_FILE, ReplyCache, TeacherConfig, backoff_delay, retry_after
+from mirg.chat_client import backoff_delay, retry_after
+from mirg.data.teacher import CACHE_FILE, ReplyCache, TeacherConfig
 from mirg.data.trajectories import check_trajectory
 from mirg.errors import MirgError
 from mirg.geometry import CoordSpace

@@ -43,7 +43,7 @@ def tiny(tmp_path_factory) -> Path:
 def trajectories(tmp_path_factory) -> Path:
     """`mirg data synth` (2-4 images of 112 px) then `mirg data trajectories` in Qwen2.5-VL's resized pixels."""
     root = tmp_path_factory.mktemp("data")
-    assert main(["data", "synth", "--out", str(root / "synth"), "--n", "16", "--image-size", "112",
+    assert main(["data", "synth", "--out", str(root / "synth"), "--samples", "16", "--image-size", "112",
                  "--min-images", "2", "--max-images", "4"]) == 0
     assert main(["data", "trajectories", "--data", str(root / "synth"), "--out", str(root / "traj"),
                  "--coords", "resized", "--max-pixels", TINY_MAX_PIXELS]) == 0
@@ -55,7 +55,7 @@ def chain_trajectories(tmp_path_factory) -> Path:
     """The same kind of samples as ``trajectories`` written as chains (`--detail chain`: the target named in a
     sentence of its own, ``The target is the X in image k.``)."""
     root = tmp_path_factory.mktemp("chain")
-    assert main(["data", "synth", "--out", str(root / "synth"), "--n", "8", "--image-size", "112"]) == 0
+    assert main(["data", "synth", "--out", str(root / "synth"), "--samples", "8", "--image-size", "112"]) == 0
     assert main(["data", "trajectories", "--data", str(root / "synth"), "--out", str(root / "traj"),
                  "--coords", "resized", "--max-pixels", TINY_MAX_PIXELS, "--detail", "chain"]) == 0
     return root / "traj"

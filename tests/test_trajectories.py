@@ -186,7 +186,7 @@ def test_chain_lists_every_image_by_label_then_the_target_image_with_boxes(tmp_p
     from mirg.eval.perception import listed_objects
 
     data = tmp_path / "synth"
-    assert main(["data", "synth", "--out", str(data), "--n", "30", "--seed", "4", "--image-size", "112"]) == 0
+    assert main(["data", "synth", "--out", str(data), "--samples", "30", "--seed", "4", "--image-size", "112"]) == 0
     out = tmp_path / "chain"
     assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "chain",
                  "--coords", "norm1000", "--order", order]) == 0
@@ -220,7 +220,7 @@ def test_chain_analysis_reads_template_answers_as_perfect(tmp_path):
     import sys
 
     data, out = tmp_path / "synth", tmp_path / "chain"
-    assert main(["data", "synth", "--out", str(data), "--n", "40", "--seed", "9", "--image-size", "112"]) == 0
+    assert main(["data", "synth", "--out", str(data), "--samples", "40", "--seed", "9", "--image-size", "112"]) == 0
     assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "chain",
                  "--coords", "norm1000"]) == 0
     run = tmp_path / "run"
@@ -566,7 +566,7 @@ def test_list_order_counts_template_lists_as_right_in_their_own_order_only(tmp_p
     import sys
 
     data, out, run = tmp_path / "synth", tmp_path / "chain", tmp_path / "run"
-    assert main(["data", "synth", "--out", str(data), "--n", "40", "--seed", "9", "--image-size", "112"]) == 0
+    assert main(["data", "synth", "--out", str(data), "--samples", "40", "--seed", "9", "--image-size", "112"]) == 0
     assert main(["data", "trajectories", "--data", str(data), "--out", str(out), "--detail", "chain",
                  "--coords", "norm1000", "--order", "label"]) == 0
     run.mkdir()

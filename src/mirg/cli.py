@@ -29,8 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands whose options are TRL's config fields, parsed by TRL's own parser (which takes both spellings).
+TRL_COMMANDS = ("sft", "grpo")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from mirg.commands.vocabulary import kebab_case, option_strings
+
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not (argv and argv[0] in TRL_COMMANDS):
+        argv = kebab_case(argv, option_strings(parser))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -36,15 +36,15 @@ class DemoPlan:
     n_train: int = 24000
     n_val: int = 100
     n_test: int = 200
-    #: With the embedded base stage 1 still learns after 6 minutes (three seeds: 38.3% -> 43.8% with 3 more);
-    #: 9 + 3 minutes keep `make demo` under 14 minutes on a 2-core CPU (13:39 with 24,000 samples, the decision
-    #: weighted and stage 1 cooled down; RESULTS.md).
-    sft_minutes: float = 9.0
-    grpo_minutes: float = 3.0
-    #: A step count instead of the minutes: the stage trains exactly that many steps however fast the machine, so
-    #: a demo's stages can be repeated (``summary.json`` records the steps each took and the command to repeat it).
-    sft_steps: int | None = None
-    grpo_steps: int | None = None
+    #: Each stage trains a fixed number of optimizer steps, so the same seed gives the same models and the same table
+    #: on any machine, however busy (across machines only the order of floating-point sums may differ). 1,600 + 240
+    #: steps keep `make demo` within 15 minutes on a 2-core CPU (it trained 1,700 + 250 in its 9 + 3 minute budgets).
+    sft_steps: int | None = 1600
+    grpo_steps: int | None = 240
+    #: A wall-clock budget instead of the steps: the stage trains as many steps as fit in that many minutes, so a
+    #: faster machine trains more (``summary.json`` records the steps each took and the command that repeats them).
+    sft_minutes: float | None = None
+    grpo_minutes: float | None = None
     #: With 24,000 samples, three seeds: SFT 46.7% at 2e-3 against 44.8% at 1e-3, SFT+GRPO 46.8% against 44.5%
     #: (benchmarks/RESULTS.md, "Stage-2 ablation").
     sft_lr: float = 2e-3
@@ -207,7 +207,7 @@ def make_data(plan: DemoPlan, coords: str) -> None:
         folder = plan.path("data", name)
         if (folder / "manifest.jsonl").is_file():
             continue
-        run_mirg(["data", "synth", "--out", str(folder), "--n", str(n), "--seed", str(seed), "--id-prefix", name,
+        run_mirg(["data", "synth", "--out", str(folder), "--samples", str(n), "--seed", str(seed), "--id-prefix", name,
                   "--image-size", str(plan.image_size), "--overwrite"], plan.path("logs", f"synth_{name}.txt"))
     traj = plan.path("data", "trajectories")
     if not (traj / "rl.jsonl").is_file():
@@ -217,55 +217,56 @@ def make_data(plan: DemoPlan, coords: str) -> None:
 
 
 def vision_args(plan: DemoPlan) -> list[str]:
-    return ["--freeze_vision"] if plan.freeze_vision else []
+    return ["--freeze-vision"] if plan.freeze_vision else []
 
 
 def memory_args(plan: DemoPlan) -> list[str]:
     """Both stages' activation checkpointing, said explicitly (TRL turns it on by default)."""
-    return ["--activation_checkpointing", "true" if plan.activation_checkpointing else "false"]
+    return ["--activation-checkpointing", "true" if plan.activation_checkpointing else "false"]
 
 
-def budget_args(minutes: float, steps: int | None) -> list[str]:
-    """A stage's length: ``steps`` optimizer steps where given, else as many as fit in ``minutes``."""
-    if steps is not None:
-        return ["--max_steps", str(steps)]
-    return ["--max_minutes", str(minutes), "--max_steps", "1000000"]
+def budget_args(minutes: float | None, steps: int | None) -> list[str]:
+    """A stage's length: as many steps as fit in ``minutes`` where a budget is given, else ``steps`` optimizer
+    steps."""
+    if minutes is not None:
+        return ["--max-minutes", str(minutes), "--max-steps", "1000000"]
+    return ["--max-steps", str(steps)]
 
 
 def sft_args(plan: DemoPlan, model: str, out: Path, minutes: float, report: str = "tensorboard",
              steps: int | None = None) -> list[str]:
     """`mirg sft` for ``minutes`` (or ``steps``) from ``model`` on the training trajectories, in batches of
     similar length (less padding: 607 steps in 6 minutes against 386 in random batches, on a 2-core CPU)."""
-    return ["sft", "--model", model, "--data", str(plan.path("data", "trajectories")), "--output_dir", str(out),
-            *budget_args(minutes, steps), "--learning_rate", str(plan.sft_lr),
-            "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "20",
-            "--per_device_train_batch_size", str(plan.batch_size), "--save_strategy", "no", "--report_to", report,
-            "--seed", str(plan.seed), "--logging_steps", "20", "--train_sampling_strategy", "group_by_length",
+    return ["sft", "--model", model, "--data", str(plan.path("data", "trajectories")), "--output-dir", str(out),
+            *budget_args(minutes, steps), "--learning-rate", str(plan.sft_lr),
+            "--lr-scheduler-type", "constant_with_warmup", "--warmup-steps", "20",
+            "--per-device-train-batch-size", str(plan.batch_size), "--save-strategy", "no", "--report-to", report,
+            "--seed", str(plan.seed), "--logging-steps", "20", "--train-sampling-strategy", "group_by_length",
             *cooldown_args(plan), *vision_args(plan), *memory_args(plan), *decision_args(plan), *plan.extra_sft]
 
 
 def cooldown_args(plan: DemoPlan) -> list[str]:
     """Stage 1's learning-rate cooldown where it has one (also when the ablation continues stage 1)."""
-    return ["--lr_cooldown", str(plan.sft_cooldown)] if plan.sft_cooldown else []
+    return ["--lr-cooldown", str(plan.sft_cooldown)] if plan.sft_cooldown else []
 
 
 def decision_args(plan: DemoPlan) -> list[str]:
     """Stage 1's decision weight where it is not 1 (resolved by :func:`resolve_detail`)."""
     if plan.decision_weight is None or plan.decision_weight == 1:
         return []
-    return ["--decision_weight", str(plan.decision_weight)]
+    return ["--decision-weight", str(plan.decision_weight)]
 
 
 def grpo_args(plan: DemoPlan, model: str, out: Path, rewards: str = "format,image,object",
               report: str = "tensorboard") -> list[str]:
     """`mirg grpo` for the plan's stage 2 (its minutes or steps) from ``model`` with the named rewards (weights 1)."""
     weights = ",".join("1" for _ in rewards.split(","))
-    return ["grpo", "--model", model, "--data", str(plan.path("data", "trajectories")), "--output_dir", str(out),
-            *budget_args(plan.grpo_minutes, plan.grpo_steps), "--learning_rate", str(plan.grpo_lr),
-            "--num_generations", str(plan.num_generations), "--per_device_train_batch_size",
-            str(2 * plan.num_generations), "--rewards", rewards, "--reward_weights", weights,
-            "--max_completion_length", str(plan.max_completion_length), "--save_strategy", "no", "--report_to",
-            report, "--seed", str(plan.seed), "--logging_steps", "5", *vision_args(plan), *memory_args(plan),
+    return ["grpo", "--model", model, "--data", str(plan.path("data", "trajectories")), "--output-dir", str(out),
+            *budget_args(plan.grpo_minutes, plan.grpo_steps), "--learning-rate", str(plan.grpo_lr),
+            "--num-generations", str(plan.num_generations), "--per-device-train-batch-size",
+            str(2 * plan.num_generations), "--rewards", rewards, "--reward-weights", weights,
+            "--max-completion-length", str(plan.max_completion_length), "--save-strategy", "no", "--report-to",
+            report, "--seed", str(plan.seed), "--logging-steps", "5", *vision_args(plan), *memory_args(plan),
             *plan.extra_grpo]
 
 
@@ -335,14 +336,15 @@ def repeat_command(plan: DemoPlan, steps: dict[str, int]) -> str:
     parts = ["mirg", "demo", "--out", "NEW_FOLDER", "--seed", str(plan.seed)]
     if plan.model != "embedded":
         parts += ["--model", plan.model]
-    for flag, value, default in (("--n-train", plan.n_train, DemoPlan.n_train),
-                                 ("--n-test", plan.n_test, DemoPlan.n_test), ("--sft-lr", plan.sft_lr, DemoPlan.sft_lr),
-                                 ("--sft-cooldown", plan.sft_cooldown, DemoPlan.sft_cooldown),
+    for flag, value, default in (("--train-samples", plan.n_train, DemoPlan.n_train),
+                                 ("--test-samples", plan.n_test, DemoPlan.n_test),
+                                 ("--sft-lr", plan.sft_lr, DemoPlan.sft_lr),
+                                 ("--sft-lr-cooldown", plan.sft_cooldown, DemoPlan.sft_cooldown),
                                  ("--grpo-lr", plan.grpo_lr, DemoPlan.grpo_lr)):
         if value != default:
             parts += [flag, str(value)]  # str: exact for ints and floats, read back by the CLI as given
     parts += ["--detail", str(plan.detail), "--order", str(plan.order), "--decision-weight", str(plan.decision_weight)]
-    parts += [] if plan.freeze_vision else ["--train-vision"]
+    parts += [] if plan.freeze_vision else ["--no-freeze-vision"]
     return " ".join(parts + ["--sft-steps", str(steps["sft"]), "--grpo-steps", str(steps["sft_grpo"])])
 
 

@@ -23,9 +23,11 @@ ORIGINAL, REVISED = "original", "revised"
 BENCH_KEYS = {"task", "images", "question", "answer"}
 RESULT_KEYS = {"task", "question", "answer"}
 
-_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6}
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+             "ninth": 9, "tenth": 10}
 _IMAGE_MENTION = re.compile(
-    r"(\d+)(?:th|st|nd|rd) image|image[- ]?(\d+)|\b(first|second|third|fourth|fifth|sixth) image",
+    r"(\d+)(?:th|st|nd|rd) (?:image|picture)\b|\b(?:image|picture)[- ]?#?(\d+)|\b("
+    + "|".join(_ORDINALS) + r") (?:image|picture)\b",
     re.IGNORECASE,
 )
 
@@ -132,23 +134,70 @@ def target_image(rec: BenchRecord) -> int | None:
     """The 1-based image the question asks about, read from its text; ``None`` when it names none.
 
     ``region`` asks for a region inside the source image, which is always image 1; ``group_grounding``
-    names the image only in ``additional_info``. Otherwise the last image the question mentions.
+    names the image only in ``additional_info`` (the reference answer). Otherwise the last image the
+    question mentions. See :func:`pick_target`.
     """
-    if rec.task == "region":
-        return 1
-    text = rec.additional_info if rec.task == "group_grounding" else rec.question
-    mentions = image_mentions(text)
-    if not mentions:
-        return None
-    k = mentions[-1]
-    return k if 1 <= k <= len(rec.images) else None
+    return target_of(rec)[0]
+
+
+def target_of(rec: BenchRecord) -> tuple[int | None, str]:
+    """:func:`target_image` and, when there is none, why (see :func:`pick_target`)."""
+    answer = rec.additional_info if rec.task == "group_grounding" else ""
+    question = "" if rec.task == "group_grounding" else rec.question
+    return pick_target(len(rec.images), answer=answer, question=question, task=rec.task)
+
+
+def pick_target(n_images: int, answer: str = "", question: str = "", task: str = "") -> tuple[int | None, str]:
+    """The 1-based target image of a sample, and, when there is none, why: ``(k, "")`` or ``(None, reason)``.
+
+    The one rule every converted source follows, first match wins: the image the answer names ("It's in
+    the third image."; naming two different images is ambiguous and gives none); image 1 for ``region``
+    (the source image its region pictures are cut from); the last image the question names ("... locate
+    it in the 2th image."); image 1 when only one image is shown.
+
+    >>> pick_target(4, answer="It's in the third image. <|box_start|>(316,58),(764,999)<|box_end|>")
+    (3, '')
+    >>> pick_target(3, question="For the object in the first image, please locate it in the 2nd image.")
+    (2, '')
+    >>> pick_target(1, question="Find the dog.")
+    (1, '')
+    >>> pick_target(2, question="Find the dog.")
+    (None, 'no image named: 2 images are shown and neither the answer nor the question names one')
+    >>> pick_target(2, answer="the object of image 1 is in image 2")
+    (None, 'answer names several images: 1, 2')
+    >>> pick_target(4, answer="It is in image 5.")
+    (None, 'image number out of range: names image 5 of 4')
+    """
+    named = list(dict.fromkeys(image_mentions(answer)))
+    if len(named) > 1:
+        return None, f"answer names several images: {', '.join(map(str, named))}"
+    if named:
+        k = named[0]
+    elif task == "region":
+        k = 1
+    elif mentions := image_mentions(question):
+        k = mentions[-1]
+    elif n_images == 1:
+        k = 1
+    else:
+        return None, f"no image named: {n_images} images are shown and neither the answer nor the question names one"
+    if not 1 <= k <= n_images:
+        return None, f"image number out of range: names image {k} of {n_images}"
+    return k, ""
 
 
 def image_mentions(text: str) -> list[int]:
-    """The image numbers a question names, in order: ``image 2``, ``image-2``, ``2nd image``, ``the second image``.
+    """The image numbers a text names, in order: ``image 2``, ``image-2``, ``image #2``, ``2nd image``, ``the
+    second image`` (first to tenth), and the same with ``picture``.
 
     >>> image_mentions("Locate in image 1 the object outlined in the second image.")
     [1, 2]
+    >>> image_mentions("It's in the third image."), image_mentions("the 2nd image"), image_mentions("Image-3")
+    ([3], [2], [3])
+    >>> image_mentions("It is in the seventh picture, not picture #4.")
+    [7, 4]
+    >>> image_mentions("Locate the 1th region picture in the source image. <image>")
+    []
     """
     return [int(m.group(1) or m.group(2) or 0) or _ORDINALS[m.group(3).lower()]
             for m in _IMAGE_MENTION.finditer(text)]
@@ -161,6 +210,32 @@ def mention_template(text: str) -> str:
     'Locate in <image> the object outlined in the <image>.'
     """
     return _IMAGE_MENTION.sub("<image>", text)
+
+
+# --- the benchmark's prompt ------------------------------------------------------------------------
+
+#: What MIG-Bench's evaluation appends to each question, by style: ``migbench`` is the benchmark's box
+#: format line (as sent to Qwen2-VL and Migician), ``migbench-think`` the reasoning variant its published
+#: re-evaluation sent to R1-style models (UniVG-R1). Typos and spacing are the originals'.
+PROMPT_SUFFIXES = {
+    "migbench": "Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>. Don't generate addtional words.",
+    "migbench-think": " First output the thinking process in <think> </think> tags and then output the bounding box "
+                      "in <answer> </answer> tags.",
+}
+
+
+def benchmark_prompt(question: str, style: str = "migbench") -> str:
+    """The text MIG-Bench's evaluation sends after the images: the question exactly as the benchmark file
+    states it (trailing space included), then the format line of ``style``, with nothing between them.
+
+    >>> benchmark_prompt("Find it in image-2. ")
+    "Find it in image-2. Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>. Don't generate addtional words."
+    >>> benchmark_prompt("Find it in image-2.", "migbench-think")[:40]
+    'Find it in image-2. First output the thi'
+    """
+    if style not in PROMPT_SUFFIXES:
+        raise MirgError(f"unknown MIG-Bench prompt style {style!r}; choose one of {', '.join(PROMPT_SUFFIXES)}")
+    return question + PROMPT_SUFFIXES[style]
 
 
 # --- the compatible scorer -------------------------------------------------------------------------

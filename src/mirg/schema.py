@@ -283,18 +283,28 @@ def read_manifest(path: str | Path) -> list[Sample]:
 
 
 def write_manifest(samples: Iterable[Sample], path: str | Path) -> int:
-    """Write samples as JSONL (validated first, so nothing unreadable is ever written); returns the count."""
+    """Write samples as JSONL, each validated before it is written; returns the count.
+
+    ``samples`` may be a generator of any length: lines go to ``PATH.tmp`` as they come, which replaces
+    ``path`` only once all are written. An invalid sample, or any error the generator raises, leaves
+    ``path`` as it was and no ``.tmp`` behind.
+    """
     path = Path(path)
-    lines = []
-    for sample in samples:
-        record = sample_to_dict(sample)
-        sample_from_dict(record)
-        lines.append(json.dumps(record, ensure_ascii=False))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    count = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for sample in samples:
+                record = sample_to_dict(sample)
+                sample_from_dict(record)
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
-    return len(lines)
+    return count
 
 
 def check_image_files(samples: Iterable[Sample], root: str | Path) -> list[str]:

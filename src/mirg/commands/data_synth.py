@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mirg.commands.vocabulary import renamed
+
 TASK_HELP = (
     "comma-separated task families (default: the ten MIG-Bench ones: common_object, diff, view_diff, region, "
     "refer_grounding, group_grounding, reasoning, correspondence, object_tracking, multi_view); "
@@ -22,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output dataset folder (must be empty, or see --overwrite)")
-    p.add_argument("--n", required=True, type=int, metavar="N", help="number of samples")
+    p.add_argument("--samples", type=int, metavar="N", help="number of samples (required)")
+    renamed(p, "--n", "--samples", type=int)
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument("--image-size", type=int, default=224, metavar="PX", help="side of the square images (default 224)")
     p.add_argument("--min-images", type=int, default=2, metavar="A",
@@ -45,8 +48,12 @@ def run_synth(args: argparse.Namespace) -> int:
 
     from mirg.data.synth import SynthConfig, parse_tasks, write_dataset
 
+    from mirg.errors import MirgError
+
+    if args.samples is None:
+        raise MirgError("give --samples N: how many samples to draw")
     cfg = SynthConfig(
-        n=args.n,
+        n=args.samples,
         seed=args.seed,
         image_size=args.image_size,
         min_images=args.min_images,

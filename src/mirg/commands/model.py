@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mirg.commands.vocabulary import renamed
 from mirg.data.trajectories import LIST_DETAILS, ORDERS
 
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "llava")
@@ -83,12 +84,12 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--lm-layers", type=int, default=None, metavar="N",
                       help="language model layers (default: the size preset's; see init-tiny)")
     tiny.add_argument("--label-tokens", action="store_true", default=None,
-                      help="one token per colour-and-shape label (see init-tiny); measured from random weights it "
-                      "localised worse (its mark went by place; benchmarks/RESULTS.md, run U)")
+                      help="one token per colour-and-shape label (see init-tiny); from random weights such a base "
+                      "localised worse (it marked the target by its place)")
     tiny.add_argument("--label-tokens-last", action="store_true", default=None,
                       help="the same tokens added only before the last stage, each started at the mean of its two "
                       "words' trained embeddings: the earlier stages learn to compare labels word by word, the last "
-                      "compares one token (benchmarks/RESULTS.md)")
+                      "compares one token")
     tiny.add_argument("--freeze-vision", action="store_true", default=None,
                       help="keep the vision tower as the dense vision stage left it during the curriculum stages "
                       "(SFT through a few coordinate tokens otherwise wears away the colour and shape it learnt)")
@@ -116,9 +117,10 @@ def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
                       "several-images stages (default 35,35,15)")
     tiny.add_argument("--max-images", type=int, default=None, metavar="N",
                       help="most images per sample in the several-images stage, 1..6 (default 3)")
-    tiny.add_argument("--cooldown", type=float, default=None, metavar="F",
+    tiny.add_argument("--lr-cooldown", dest="cooldown", type=float, default=None, metavar="F",
                       help="the last stage's learning rate falls linearly to zero over its last fraction F "
-                      "(`mirg sft --lr_cooldown`; default 0: constant to the end)")
+                      "(`mirg sft --lr-cooldown`; default 0: constant to the end)")
+    renamed(tiny, "--cooldown", "--lr-cooldown", dest="cooldown", type=float)
     tiny.set_defaults(func=run_pretrain_tiny)
 
 
@@ -159,7 +161,7 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
                         rope_theta=opts["rope_theta"], lm_layers=opts["lm_layers"], vision_minutes=opts["vision_minutes"],
                         label_tokens=opts["label_tokens"], label_tokens_last=opts["label_tokens_last"], order=opts["order"],
                         vision_extra=["--word-targets"] if opts["word_targets"] else [],
-                        extra=["--freeze_vision"] if opts["freeze_vision"] else [], select=opts["select"])
+                        extra=["--freeze-vision"] if opts["freeze_vision"] else [], select=opts["select"])
     summary = run_pretrain(plan, explicit_command(Path(args.out), opts))
     print(f"pretrained {opts['family']} in {summary['train_wall_s'] / 60:.1f} min; model and card in {args.out}")
     return 0

@@ -33,6 +33,7 @@ def run_sft(args: argparse.Namespace) -> int:
     from mirg.train.config import SFTArguments, parse_arguments
     from mirg.train.sft import run_sft as run
 
+    _quiet_transformers()
     _report(run(parse_arguments(SFTArguments, args.stage_args, "sft")))
     return 0
 
@@ -41,8 +42,16 @@ def run_grpo(args: argparse.Namespace) -> int:
     from mirg.train.config import GRPOArguments, parse_arguments
     from mirg.train.grpo import run_grpo as run
 
+    _quiet_transformers()
     _report(run(parse_arguments(GRPOArguments, args.stage_args, "grpo")))
     return 0
+
+
+def _quiet_transformers() -> None:
+    """No bar for each weight file loaded or saved: the terminal shows the stage's one progress line."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
 
 def _report(result) -> None:

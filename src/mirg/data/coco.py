@@ -387,14 +387,3 @@ def crop_note(label: str) -> str:
     from mirg.data.trajectories import article
 
     return f"a close-up of {article(label)}"
-
-
-def read_size(path: Path) -> tuple[int, int] | None:
-    """``(width, height)`` from the image file's header, or None when it is missing or unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, UnidentifiedImageError):
-        return None

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from mirg.data.coco import CocoSet, crop_note, objects_note, read_size
+from mirg.data.coco import CocoSet, crop_note, objects_note
 from mirg.errors import MirgError
 from mirg.geometry import box_in_window, iou, pixel_window
 from mirg.schema import ObjectAnn, Sample, Target
@@ -195,25 +195,21 @@ def large_enough(obj: ObjectAnn, min_size: int) -> bool:
     return min(obj.bbox[2] - obj.bbox[0], obj.bbox[3] - obj.bbox[1]) >= min_size
 
 
-def find_photo(images_dir: Path, file_name: str) -> Path | None:
-    """``DIR/file_name``, else ``DIR/<its base name>`` (file names may carry folders the download flattened)."""
-    for candidate in (images_dir / file_name, images_dir / Path(file_name.replace("\\", "/")).name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def usable_photos(coco: CocoSet, images_dir: Path, progress: bool = False) -> tuple[dict[int, Path], list[dict]]:
     """Every image whose file is under ``images_dir`` and has the size the annotations give (one header read
-    each); the others listed with the reason. Sizes are never rescaled: a disagreement is reported."""
+    each); the others listed with the reason. Sizes are never rescaled: a disagreement is reported. A
+    ``file_name`` with folders (Objects365's ``images/v1/patch0/...``) is looked up as written under
+    ``images_dir``, then with its leading folders dropped (:func:`mirg.data.convert.find_image`)."""
     from tqdm import tqdm
+
+    from mirg.data.convert import find_image, image_size
 
     files, rejected = {}, []
     for image_id in tqdm(sorted(coco.images), unit=" images", desc="image headers", disable=None if progress else True,
                          leave=False):
         image = coco.images[image_id]
-        path = find_photo(images_dir, image.file_name)
-        size = read_size(path) if path is not None else None
+        path = find_image(image.file_name.replace("\\", "/"), [images_dir])
+        size = image_size(path) if path is not None else None
         if path is None:
             rejected.append({"image": image.file_name, "reason": "image file missing"})
         elif size is None:

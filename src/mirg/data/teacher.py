@@ -6,7 +6,7 @@ the known answer) and the required format. Every reply is checked with
 :func:`mirg.data.trajectories.check_trajectory`; a failed one is asked again, with the reason, up to
 ``max_attempts`` times, then rejected and counted by reason.
 
-Robustness:
+Robustness (the endpoint client is :mod:`mirg.chat_client`, shared with the served-model evaluation):
 
 - at most ``concurrency`` requests in flight; 429, 5xx, timeouts and connection errors are retried with
   exponential backoff plus jitter (``Retry-After`` honoured); any other 4xx stops the run at once;
@@ -22,21 +22,17 @@ logged, cached or written.
 from __future__ import annotations
 
 import asyncio
-import base64
-import email.utils
 import hashlib
-import io
 import json
 import os
-import random
-import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from mirg.answer import check_strict, render_answer, think_block
-from mirg.errors import MirgError
+from mirg.chat_client import (
+    Abandoned, ChatClient, ChatConfig, EndpointError, image_data_url, open_chat, post_chat, read_api_key, run_bounded,
+)
 from mirg.prompts import COORD_HINTS
 from mirg.schema import Sample
 
@@ -46,56 +42,17 @@ from mirg.data.trajectories import (
     readme_text, rl_row, sft_row, stderr_warn, warn_gaps, write_jsonl, write_text,
 )
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
 
 @dataclass(frozen=True)
-class TeacherConfig:
-    """How to reach the endpoint and how hard to try.
+class TeacherConfig(ChatConfig):
+    """The endpoint settings of :class:`mirg.chat_client.ChatConfig`, plus ``max_attempts``: replies asked
+    per sample before it is rejected."""
 
-    ``base_url`` is the API base (``.../v1``); requests go to ``{base_url}/chat/completions``.
-    ``max_attempts`` counts replies asked per sample; ``http_retries`` counts retries of one request
-    after 429/5xx/timeouts/connection errors, waiting ``backoff * 2**i`` seconds plus jitter (or what
-    ``Retry-After`` says), at most ``max_backoff``.
-    """
-
-    base_url: str
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 4
     max_attempts: int = 3
-    timeout: float = 120.0
-    http_retries: int = 5
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    temperature: float = 0.2
-    max_tokens: int = 1024
 
-    def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise MirgError(f"--base-url {self.base_url!r}: must start with http:// or https://")
-        if not self.model:
-            raise MirgError("--model must name the model the endpoint serves")
-        checks = [
-            (self.concurrency >= 1, "--concurrency must be at least 1"),
-            (self.max_attempts >= 1, "--max-attempts must be at least 1"),
-            (self.timeout > 0, "--timeout must be positive"),
-            (self.http_retries >= 0, "--http-retries must be 0 or more"),
-            (0 <= self.backoff <= self.max_backoff, f"--backoff must be between 0 and {self.max_backoff:g} seconds"),
-            (self.temperature >= 0, "--temperature must be 0 or more"),
-            (self.max_tokens >= 1, "--max-tokens must be at least 1"),
-        ]
-        for ok, reason in checks:
-            if not ok:
-                raise MirgError(reason)
-
-    @property
-    def url(self) -> str:
-        return self.base_url.rstrip("/") + "/chat/completions"
-
-    def payload(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"model": self.model, "messages": messages, "temperature": self.temperature,
-                "max_tokens": self.max_tokens}
+    def checks(self) -> list[tuple[bool, str]]:
+        base = super().checks()
+        return [base[0], (self.max_attempts >= 1, "--max-attempts must be at least 1"), *base[1:]]
 
 
 # ----- the request ---------------------------------------------------------------------------------
@@ -106,22 +63,6 @@ SYSTEM = (
     "reasoning as if you found the answer by looking at the images: never mention annotations, hints or "
     "a given answer."
 )
-
-
-def image_data_url(path: Path) -> str:
-    """The image file as a ``data:image/png;base64,...`` URL (re-encoded as PNG when it is not one)."""
-    try:
-        data = path.read_bytes()
-        if not data.startswith(PNG_MAGIC):
-            from PIL import Image
-
-            with Image.open(io.BytesIO(data)) as img:
-                buffer = io.BytesIO()
-                img.convert("RGB").save(buffer, format="PNG")
-                data = buffer.getvalue()
-    except OSError as exc:
-        raise MirgError(f"{path}: cannot read the image ({exc})") from None
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def _image_line(sample: Sample, k: int, opts: TrajectoryOptions) -> str:
@@ -260,101 +201,22 @@ class ReplyCache:
 # ----- HTTP ----------------------------------------------------------------------------------------
 
 
-class TeacherStop(Exception):
-    """The endpoint can't be used (down, or refusing with a 4xx): stop asking, keep what was done."""
-
-
-class Abandoned(Exception):
-    """A request given up because the run is stopping."""
-
-
-@dataclass
-class Reply:
-    content: str | None
-    error: str | None = None
-
-
-def read_reply(response: Any) -> Reply:
-    """The assistant text of a chat-completions response body, or why there is none."""
-    try:
-        data = response.json()
-        content = data["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return Reply(None, "the reply is not a chat completion (no choices[0].message.content)")
-    if isinstance(content, list):  # some servers return content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    if not isinstance(content, str):
-        return Reply(None, "the reply's message content is not text")
-    return Reply(content)
-
-
-def retry_after(response: Any) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (a number or an HTTP date), if any."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def backoff_delay(cfg: TeacherConfig, retry: int, asked: float | None) -> float:
-    """Seconds before retry number ``retry`` (0-based): ``Retry-After`` if given, else exponential + jitter."""
-    if asked is not None:
-        return min(asked, cfg.max_backoff)
-    return min(cfg.backoff * 2**retry, cfg.max_backoff) + random.uniform(0, cfg.backoff)
-
-
-def _snippet(response: Any) -> str:
-    text = " ".join(response.text.split())
-    return text[:200] + ("..." if len(text) > 200 else "")
+#: The endpoint can't be used (down, or refusing with a 4xx): teacher mode stops asking and keeps what was done.
+TeacherStop = EndpointError
 
 
 @dataclass
 class Session:
-    """What the workers of one run share: settings, the client, the cache and the stop flag."""
+    """What the workers of one run share: the endpoint client (with the stop flag), the options and the cache."""
 
-    cfg: TeacherConfig
+    chat: ChatClient
     opts: TrajectoryOptions
     root: Path
     cache: ReplyCache
-    client: Any
-    headers: dict[str, str]
-    redact: Callable[[str], str]
-    calls: int = 0
-    stop_reason: str | None = None
 
-
-async def post_chat(session: Session, payload: dict[str, Any]) -> Reply:
-    """One chat-completions request, retried on 429/5xx/timeouts/connection errors."""
-    import httpx2
-
-    cfg, problem = session.cfg, ""
-    for retry in range(cfg.http_retries + 1):
-        if session.stop_reason is not None:
-            raise Abandoned
-        asked = None
-        try:
-            response = await session.client.post(cfg.url, json=payload, headers=session.headers, timeout=cfg.timeout)
-        except httpx2.TimeoutException:
-            problem = f"timed out after {cfg.timeout:g} s"
-        except httpx2.HTTPError as exc:
-            problem = f"cannot reach it ({type(exc).__name__}: {session.redact(str(exc))})"
-        else:
-            if response.status_code == 200:
-                return read_reply(response)
-            if response.status_code != 429 and response.status_code < 500:
-                said = session.redact(_snippet(response))
-                raise TeacherStop(f"the endpoint answered HTTP {response.status_code}: {said}")
-            problem, asked = f"HTTP {response.status_code}", retry_after(response)
-        if retry < cfg.http_retries:
-            await asyncio.sleep(backoff_delay(cfg, retry, asked))
-    raise TeacherStop(f"no reply from {cfg.url} after {cfg.http_retries + 1} tries (last: {problem})")
+    @property
+    def cfg(self) -> TeacherConfig:
+        return self.chat.cfg  # type: ignore[return-value]
 
 
 # ----- one sample ----------------------------------------------------------------------------------
@@ -390,17 +252,18 @@ async def reply_for(session: Session, sample: Sample, attempt: int, payload: dic
     entry = session.cache.get(key)
     if entry is not None:
         return entry
-    if session.stop_reason is not None:
+    chat = session.chat
+    if chat.stop_reason is not None:
         return None
     try:
-        reply = await post_chat(session, payload)
+        reply = await post_chat(chat, payload)
     except Abandoned:
         return None
     except TeacherStop as exc:
-        session.stop_reason = session.stop_reason or str(exc)
+        chat.stop_reason = chat.stop_reason or str(exc)
         return None
-    session.calls += 1
-    content = session.redact(reply.content) if reply.content is not None else None
+    chat.calls += 1
+    content = chat.redact(reply.content) if reply.content is not None else None
     return session.cache.put(key, {"id": sample.id, "attempt": attempt, "content": content, "error": reply.error})
 
 
@@ -467,46 +330,17 @@ def _append(handle: TextIO, row: dict[str, Any]) -> None:
 
 async def teach_all(session: Session, samples: list[Sample], record: Callable[[Outcome], None]) -> None:
     """Run ``concurrency`` workers over the samples; each records its outcome as soon as it has one."""
-    queue: asyncio.Queue[Sample] = asyncio.Queue()
-    for sample in samples:
-        queue.put_nowait(sample)
 
-    async def worker() -> None:
-        while not queue.empty():
-            record(await teach_sample(session, queue.get_nowait()))
+    async def teach(sample: Sample) -> None:
+        record(await teach_sample(session, sample))
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(session.cfg.concurrency, len(samples)))]
-    try:
-        await asyncio.gather(*workers)
-    finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+    await run_bounded(samples, session.cfg.concurrency, teach)
 
 
-#: Keys shorter than this are placeholders (vLLM's "EMPTY"), not secrets; blanking them would garble replies.
-MIN_SECRET_LEN = 12
-
-
-def redactor(key: str | None) -> Callable[[str], str]:
-    """A function that blanks the API key out of any text that could be shown or written.
-
-    >>> redactor("sk-0123456789abcdef")("echo sk-0123456789abcdef"), redactor("EMPTY")("EMPTY <think>")
-    ('echo ***', 'EMPTY <think>')
-    """
-    if not key or len(key) < MIN_SECRET_LEN:
-        return lambda text: text
-    return lambda text: text.replace(key, "***")
-
-
-async def _run(dataset: Dataset, out: Path, opts: TrajectoryOptions, cfg: TeacherConfig,
+async def _run(dataset: Dataset, opts: TrajectoryOptions, cfg: TeacherConfig,
                cache: ReplyCache, outputs: Outputs, key: str | None) -> Session:
-    import httpx2
-
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    limits = httpx2.Limits(max_connections=cfg.concurrency)
-    async with httpx2.AsyncClient(timeout=cfg.timeout, limits=limits) as client:
-        session = Session(cfg, opts, dataset.root, cache, client, headers, redactor(key))
+    async with open_chat(cfg, key) as chat:
+        session = Session(chat, opts, dataset.root, cache)
         await teach_all(session, dataset.samples, outputs.record)
     return session
 
@@ -518,9 +352,7 @@ def run_teacher(
 
     Outputs and README.md are written even when the run stops or is interrupted.
     """
-    key = os.environ.get(cfg.api_key_env) or None
-    if key is None:
-        warn(f"${cfg.api_key_env} is not set: requests are sent without an API key")
+    key = read_api_key(cfg, warn)
     report = BuildReport("teacher", opts, dataset.manifest, dataset.samples, gaps=annotation_gaps(dataset.samples))
     report.notes.append(f"teacher: model `{cfg.model}` at {cfg.base_url}, up to {cfg.max_attempts} replies per sample")
     warn_gaps(report.gaps, len(dataset.samples), warn)
@@ -533,19 +365,19 @@ def run_teacher(
     outputs = Outputs(dataset, out, report)
     session = None
     try:
-        session = asyncio.run(_run(dataset, out, opts, cfg, cache, outputs, key))
+        session = asyncio.run(_run(dataset, opts, cfg, cache, outputs, key))
     finally:
         cache.close()
-        calls = session.calls if session else "?"
+        calls = session.chat.calls if session else "?"
         report.notes.append(f"{calls} new request(s) answered in the last run; {len(cache.entries)} replies cached")
-        if session is not None and session.stop_reason is not None:
-            report.notes.append(f"the last run stopped early: {session.stop_reason}")
+        if session is not None and session.chat.stop_reason is not None:
+            report.notes.append(f"the last run stopped early: {session.chat.stop_reason}")
         outputs.finish()
     return report, _stop_message(report, session)
 
 
 def _stop_message(report: BuildReport, session: Session | None) -> str | None:
-    if session is None or session.stop_reason is None:
+    if session is None or session.chat.stop_reason is None:
         return None
     left = sum(report.unanswered.values())
-    return f"stopped: {session.stop_reason}; {left} sample(s) not done, rerun the same command to resume"
+    return f"stopped: {session.chat.stop_reason}; {left} sample(s) not done, rerun the same command to resume"

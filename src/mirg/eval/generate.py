@@ -32,7 +32,9 @@ class GenerationSettings:
 
 
 def completed_ids(path: Path) -> set[str]:
-    """Ids already generated in ``path``; a truncated last line (an interrupted write) is removed."""
+    """Ids already generated in ``path``; a truncated last line (an interrupted write) is removed, and so is
+    the record of a sample that got no answer (it carries an ``error``: a served model's request kept
+    failing), so that a rerun asks for it again."""
     if not path.is_file():
         return set()
     done: set[str] = set()
@@ -42,6 +44,8 @@ def completed_ids(path: Path) -> set[str]:
             record = json.loads(line.decode("utf-8"))
         except ValueError:
             continue  # only a write cut short by an interruption can leave this; it is regenerated
+        if isinstance(record, dict) and record.get("error") is not None:
+            continue
         if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"] not in done:
             done.add(record["id"])
             kept.append(line)

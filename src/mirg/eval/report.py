@@ -2,8 +2,9 @@
 
 A report shows the per-task table and the overall row, a confusion of predicted vs target image, a
 gallery of target (green) and predicted (red) boxes drawn on the images — sampled successes and
-failures per task — and the training curves (loss, each reward, KL, completion length) when the model
-folder holds a ``trainer_state.json``.
+failures per task, each with its question and the model's answer (the reasoning folded) — and the
+training curves (loss, each reward, KL, completion length) when the model folder holds a
+``trainer_state.json``.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ THUMB_HEIGHT = 150
 
 @dataclass
 class Figure:
-    """A picture of the report: a name (its file under ``report_files/``), a caption and PNG bytes."""
+    """A picture of the report: a name (its file under ``report_files/``), a caption and PNG bytes; a gallery
+    picture also carries the sample's question and the model's response."""
 
     name: str
     caption: str
     png: bytes
+    question: str | None = None
+    response: str | None = None
 
 
 # --- tables ---------------------------------------------------------------------------------------
@@ -121,8 +125,10 @@ def draw_sample(sample: Sample, score: SampleScore, root: Path):
 
 
 def gallery(samples: Sequence[Sample], scores: Sequence[SampleScore], root: Path, per_task: int = 2,
-            seed: int = 0) -> list[Figure]:
-    """Up to ``per_task`` successes (IoU >= 0.5) and failures per task, sampled reproducibly."""
+            seed: int = 0, responses: dict[str, str] | None = None) -> list[Figure]:
+    """Up to ``per_task`` successes (IoU >= 0.5) and failures per task, sampled reproducibly, each with its question
+    and, where ``responses`` has it, the model's answer."""
+    responses = responses or {}
     rng = random.Random(seed)
     by_task: dict[str, list[tuple[Sample, SampleScore]]] = {}
     for sample, score in zip(samples, scores):
@@ -136,7 +142,8 @@ def gallery(samples: Sequence[Sample], scores: Sequence[SampleScore], root: Path
                 caption = (f"{task} · {kind} · {sample.id}: target image {sample.target.image}, "
                            f"predicted {score.pred_image or 'none'}, IoU {score.iou:.2f}")
                 png = _png(draw_sample(sample, score, root))
-                figures.append(Figure(f"{task}_{kind}_{sample.id}.png", caption, png))
+                figures.append(Figure(f"{task}_{kind}_{sample.id}.png", caption, png, sample.question,
+                                      responses.get(sample.id)))
     return figures
 
 
@@ -206,8 +213,47 @@ def markdown_report(title: str, metrics: dict[str, Any], conf: tuple[list[str], 
     for section, prefix in (("Training curves", "curve_"), ("Gallery (green: target, red: prediction)", "")):
         chosen = [f for f in figures if f.name.startswith("curve_") == (prefix == "curve_")]
         if chosen:
-            lines += ["", f"## {section}", ""] + [f"![{f.caption}](report_files/{f.name})  \n{f.caption}\n" for f in chosen]
+            lines += ["", f"## {section}", ""] + [_markdown_figure(f) for f in chosen]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_figure(figure: Figure) -> str:
+    """A picture, its caption and, for a gallery sample, its question and the answer (reasoning in <details>)."""
+    text = f"![{figure.caption}](report_files/{figure.name})  \n{figure.caption}\n"
+    if figure.question is not None:
+        text += f"\n**Question:** {_one_line(figure.question)}\n"
+    if figure.response is not None:
+        reasoning, answer = split_response(figure.response)
+        text += f"\n**Answer:** `{_one_line(answer) or '(none)'}`\n"
+        if reasoning:
+            text += f"\n<details><summary>reasoning</summary>\n\n{html.escape(reasoning)}\n\n</details>\n"
+    return text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def split_response(response: str) -> tuple[str, str]:
+    """A response's reasoning (inside its first ``<think>``) and what it answers (its ``<answer>`` block, else the
+    text after the reasoning, else the whole response), for a reader.
+
+    >>> split_response('<think>It is in image 2.</think><answer>{"image": 2}</answer>')
+    ('It is in image 2.', '{"image": 2}')
+    >>> split_response("no tags at all")
+    ('', 'no tags at all')
+    """
+    from mirg.answer import THINK_CLOSE, AnswerError, answer_block, think_block
+
+    reasoning = think_block(response).strip()
+    try:
+        answer = answer_block(response)
+    except AnswerError:  # no answer tags: show what the model wrote instead
+        answer = ""
+    if not answer:
+        end = response.find(THINK_CLOSE)
+        answer = response[end + len(THINK_CLOSE):] if end != -1 else ("" if reasoning else response)
+    return reasoning, answer.strip()
 
 
 def _html_table(header: list[str], rows: list[list[str]], css: str = "") -> str:
@@ -219,14 +265,28 @@ def _html_table(header: list[str], rows: list[list[str]], css: str = "") -> str:
 def _html_figures(figures: list[Figure]) -> str:
     return "".join(
         f'<figure><img alt="{html.escape(f.caption)}" src="data:image/png;base64,{base64.b64encode(f.png).decode()}">'
-        f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
+        f"<figcaption>{html.escape(f.caption)}{_html_dialogue(f)}</figcaption></figure>"
         for f in figures
     )
 
 
+def _html_dialogue(figure: Figure) -> str:
+    """A gallery sample's question and the model's answer, its reasoning folded (a <details> the reader opens)."""
+    parts = []
+    if figure.question is not None:
+        parts.append(f'<p class="question"><b>Question:</b> {html.escape(figure.question)}</p>')
+    if figure.response is not None:
+        reasoning, answer = split_response(figure.response)
+        parts.append(f'<p class="answer"><b>Answer:</b> <code>{html.escape(answer) or "(none)"}</code></p>')
+        if reasoning:
+            parts.append(f"<details><summary>reasoning</summary><p>{html.escape(reasoning)}</p></details>")
+    return "".join(parts)
+
+
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
-figure{display:inline-block;margin:6px;vertical-align:top}figcaption{font-size:12px;max-width:600px}"""
+figure{display:inline-block;margin:6px;vertical-align:top}figcaption{font-size:12px;max-width:600px}
+figcaption p{margin:4px 0;text-align:left}details{font-size:12px;max-width:600px;white-space:pre-wrap}"""
 
 
 def html_report(title: str, metrics: dict[str, Any], conf: tuple[list[str], list[list[int]]],
@@ -255,9 +315,11 @@ def html_report(title: str, metrics: dict[str, Any], conf: tuple[list[str], list
 
 def write_report(run_dir: Path, title: str, samples: Sequence[Sample], scores: Sequence[SampleScore],
                  metrics: dict[str, Any], data_root: Path, model_dir: Path | None = None,
-                 notes: Sequence[str] = (), per_task: int = 2) -> Path:
-    """Write ``report.md`` (+ ``report_files/``) and ``report.html`` into ``run_dir``; returns the HTML path."""
-    figures = curve_figures(read_log_history(model_dir)) + gallery(samples, scores, data_root, per_task)
+                 notes: Sequence[str] = (), per_task: int = 2, responses: dict[str, str] | None = None) -> Path:
+    """Write ``report.md`` (+ ``report_files/``) and ``report.html`` into ``run_dir``; returns the HTML path.
+    ``responses`` (id -> the model's text) puts each gallery sample's answer beside its question."""
+    figures = curve_figures(read_log_history(model_dir)) + gallery(samples, scores, data_root, per_task,
+                                                                    responses=responses)
     conf = confusion(samples, scores)
     note = sampling_note(metrics["overall"])
     notes = [*notes, note] if note else list(notes)

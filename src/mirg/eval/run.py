@@ -21,7 +21,7 @@ def load_eval_data(data: str | Path, limit: int | None) -> tuple[list[Sample], P
     samples = read_manifest(path)
     if limit is not None:
         if limit < 1:
-            raise MirgError("--limit must be at least 1")
+            raise MirgError("--max-samples must be at least 1")
         samples = samples[:limit]
     problems = check_image_files(samples, path.parent)
     if problems:
@@ -30,8 +30,7 @@ def load_eval_data(data: str | Path, limit: int | None) -> tuple[list[Sample], P
     return samples, path.parent
 
 
-def score_run(samples: list[Sample], predictions: Path, space: CoordSpace) -> tuple[dict[str, Any], list]:
-    responses = read_predictions_jsonl(predictions)
+def score_run(samples: list[Sample], responses: dict[str, str], space: CoordSpace) -> tuple[dict[str, Any], list]:
     scores = [score_response(s, responses.get(s.id, ""), space) for s in samples]
     metrics = summarize(scores)
     metrics["overall"]["missing_predictions"] = sum(1 for s in samples if s.id not in responses)
@@ -64,7 +63,6 @@ def evaluate(model: str | Path, data: str | Path, out: str | Path, settings: Gen
              limit: int | None = None, coords: str | None = None, title: str | None = None,
              progress: bool = True) -> dict[str, Any]:
     """Generate predictions for ``data`` with ``model`` into ``out``, then write metrics and the report."""
-    from mirg.eval.report import write_report
     from mirg.models.base import resolve_device
     from mirg.models.registry import adapter_for, resolve_model_path
 
@@ -79,10 +77,20 @@ def evaluate(model: str | Path, data: str | Path, out: str | Path, settings: Gen
                            "dtype": settings.dtype})
     generate_predictions(model_dir, samples, root, out / "predictions.jsonl", settings, progress)
     space = CoordSpace(coords, adapter.min_pixels, adapter.max_pixels) if coords else adapter.coord_space()
-    metrics, scores = score_run(samples, out / "predictions.jsonl", space)
-    metrics["overall"].update({"model": str(model), "data": str(data), "coords": space.name})
-    write_outputs(metrics, scores, out / "metrics.json", out / "per_sample.jsonl")
     notes = [f"model: {model} ({adapter.family}, boxes read as {space.name}); data: {data}; {len(samples)} samples"]
-    write_report(out, title or f"Evaluation of {Path(str(model)).name}", samples, scores, metrics, root,
-                 model_dir=model_dir, notes=notes)
+    return score_and_report(samples, root, out, space, {"model": str(model), "data": str(data)},
+                            title or f"Evaluation of {Path(str(model)).name}", notes, model_dir)
+
+
+def score_and_report(samples: list[Sample], root: Path, out: Path, space: CoordSpace, info: dict[str, Any],
+                     title: str, notes: list[str], model_dir: Path | None = None) -> dict[str, Any]:
+    """Score ``out/predictions.jsonl`` (boxes read in ``space``), write ``metrics.json`` (with ``info`` in its
+    overall row), ``per_sample.jsonl`` and the report; every backend ends here, so all score alike."""
+    from mirg.eval.report import write_report
+
+    responses = read_predictions_jsonl(out / "predictions.jsonl")
+    metrics, scores = score_run(samples, responses, space)
+    metrics["overall"].update({**info, "coords": space.name})
+    write_outputs(metrics, scores, out / "metrics.json", out / "per_sample.jsonl")
+    write_report(out, title, samples, scores, metrics, root, model_dir=model_dir, notes=notes, responses=responses)
     return metrics

@@ -93,8 +93,9 @@ def write_model_card(folder: Path, summary: dict[str, Any]) -> Path:
         "",
         f"- Architecture: {_config_line(folder)}{_labels(plan)}",
         f"- Parameters: {_parameters(folder):,}",
-        f"- Images: {plan['image_size']} px; boxes written as the family's coordinates (see `mirg model info`); "
-        f"objects listed {_order(plan)}.",
+        f"- Images: {plan['image_size']} px; its processor resizes any larger image down to "
+        f"{plan['image_size'] ** 2:,} pixels, what it was trained to see; boxes written as the family's coordinates "
+        f"(see `mirg model info`); objects listed {_order(plan)}.",
         f"- Seed {plan['seed']}; learning rate {plan['learning_rate']}{_cooldown(plan)}; batch {plan['batch_size']}.",
         "",
         "## Stages",

@@ -167,7 +167,7 @@ def print_dry_run(report: dict) -> None:
 
 def load_policy(args, setup: RunSetup):
     """The model to train, with the vision tower frozen when asked."""
-    model = setup.adapter.load_model(setup.model_path, args.model_dtype)
+    model = setup.adapter.load_model(setup.model_path, args.dtype)
     if args.freeze_vision:
         freeze_vision(model, setup.adapter)
     return model
@@ -279,41 +279,29 @@ def step_cooldown_callback(fraction: float):
     return StepCooldown()
 
 
-def wall_clock_callback(minutes: float, show_progress: bool, cooldown: float = 0.0):
+def wall_clock_callback(minutes: float, cooldown: float = 0.0):
     """A callback that ends training once ``minutes`` of wall time have passed since training began.
 
     With ``cooldown`` (a fraction), the learning rate falls linearly to zero over the last part of the run:
     at the first step s0 with ``cooldown`` of the time left, the run's end is set at step
     N = round(s0 / (1 - cooldown)), the steps the pace so far predicts, and training ends there (so that
     ``--max_steps N`` with the same cool-down repeats it; a cool-down taking twice its share of the time is cut
-    at that point). With ``show_progress`` it also draws the progress bar against the clock (the step count is
-    open-ended under a time budget, so a bar over steps would show a meaningless total) and prints the logs.
+    at that point).
     """
     import time
 
-    from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
     class WallClockBudget(TrainerCallback):
-        bar = None
-
         def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
             self.start = time.monotonic()
             self.deadline = self.start + 60.0 * minutes
             self.cool = LinearCooldown()
             if cooldown:
                 self.cool.wrap(lr_scheduler)
-            if show_progress and state.is_local_process_zero:
-                self.bar = tqdm(total=round(60.0 * minutes), unit="s", desc=f"training ({minutes:g} min budget)",
-                                bar_format="{l_bar}{bar}| {n}/{total} s{postfix}")
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.monotonic()
-            if self.bar is not None:
-                elapsed = min(self.bar.total, round(now - self.start))
-                if elapsed > self.bar.n:  # at most one redraw a second, also into a log file
-                    self.bar.set_postfix(step=state.global_step, refresh=False)
-                    self.bar.update(elapsed - self.bar.n)
             if cooldown and self.cool.start is None and now >= self.deadline - 60.0 * minutes * cooldown:
                 self.cool.begin(state.global_step, round(state.global_step / (1 - cooldown)))
             if self.cool.start is not None:
@@ -323,16 +311,84 @@ def wall_clock_callback(minutes: float, show_progress: bool, cooldown: float = 0
                 control.should_training_stop = True
             return control
 
+    return WallClockBudget()
+
+
+#: What the progress line shows of the trainer's logs, in this order, and how it names each (the rest stays in
+#: trainer_state.json and the ``--report_to`` loggers).
+PROGRESS_KEYS = (("loss", "loss"), ("mean_token_accuracy", "acc"), ("reward", "reward"),
+                 ("rewards/format_reward/mean", "format"), ("rewards/image_reward/mean", "image"),
+                 ("rewards/object_reward/mean", "object"))
+
+
+def progress_text(logs: dict) -> str:
+    """The few numbers of a trainer log the progress line shows.
+
+    >>> progress_text({"loss": 0.41234, "grad_norm": 3.0, "mean_token_accuracy": 0.9, "epoch": 0.2})
+    'loss 0.4123, acc 0.900'
+    >>> progress_text({"loss": 0.0, "reward": 1.5, "rewards/image_reward/mean": 0.75})
+    'reward 1.500, image 0.750'
+    """
+    shown = []
+    for key, name in PROGRESS_KEYS:
+        value = logs.get(key)
+        if key == "loss" and "reward" in logs:
+            continue  # GRPO's loss says little; its rewards say how it goes
+        if isinstance(value, (int, float)):
+            shown.append(f"{name} {value:.4g}" if key == "loss" else f"{name} {value:.3f}")
+    return ", ".join(shown)
+
+
+def progress_callback(stage: str, minutes: float | None = None):
+    """One compact progress line for a training stage: the steps done (or, under a time budget, whose step count is
+    open-ended, the seconds), the latest loss or rewards, the rate and what is left. It replaces transformers' bar,
+    which prints every log as a dictionary of some forty keys; the full logs stay in the run folder."""
+    import time
+
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class ProgressLine(TrainerCallback):
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_local_process_zero:
+                return
+            if minutes:
+                self.bar = tqdm(total=round(60.0 * minutes), unit="s", desc=f"{stage} ({minutes:g} min budget)",
+                                bar_format="{l_bar}{bar}| {n}/{total} s{postfix}", dynamic_ncols=True)
+                self.start = time.monotonic()
+            else:
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, unit="step", desc=stage,
+                                dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is None:
+                return
+            if minutes:  # at most one redraw a second, also into a log file
+                elapsed = min(self.bar.total, round(time.monotonic() - self.start))
+                if elapsed > self.bar.n:
+                    self.bar.set_postfix_str(f"step {state.global_step}" + self._latest(state), refresh=False)
+                    self.bar.update(elapsed - self.bar.n)
+            else:
+                self.bar.update(state.global_step - self.bar.n)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.bar is not None and logs:
-                self.bar.write(str({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in logs.items()}))
+            if self.bar is not None and logs and not minutes:
+                text = progress_text(logs)
+                if text:
+                    self.bar.set_postfix_str(text)
+
+        def _latest(self, state) -> str:
+            logged = [entry for entry in state.log_history if progress_text(entry)]
+            return ", " + progress_text(logged[-1]) if logged else ""
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
 
-    return WallClockBudget()
+    return ProgressLine()
 
 
 def build_checked(stage: str, make: Callable[[], Any]) -> Any:
@@ -360,14 +416,15 @@ def from_network(exc: BaseException) -> bool:
 
 def train_and_save(trainer, setup: RunSetup, args) -> Path:
     """Train (from the checkpoint when resuming), then save model, processor and state."""
-    if getattr(args, "max_minutes", None):
-        from transformers.trainer_callback import ProgressCallback
-
-        show = not args.disable_tqdm
-        if show:
-            trainer.remove_callback(ProgressCallback)  # replaced by the bar against the clock
-        trainer.add_callback(wall_clock_callback(args.max_minutes, show, getattr(args, "lr_cooldown", 0.0)))
+    minutes = getattr(args, "max_minutes", None)
+    if minutes:
+        trainer.add_callback(wall_clock_callback(minutes, getattr(args, "lr_cooldown", 0.0)))
     elif getattr(args, "lr_cooldown", 0.0):
         trainer.add_callback(step_cooldown_callback(args.lr_cooldown))
+    if not args.disable_tqdm:
+        from transformers.trainer_callback import ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(progress_callback(setup.stage, minutes))
     trainer.train(resume_from_checkpoint=setup.resume_from)
     return save_final(trainer, setup, args.output_dir)

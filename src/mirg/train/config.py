@@ -32,7 +32,7 @@ class MirgArguments:
     Parameters:
         model: Model folder (a Hugging Face folder saved with its processor).
         data: Trajectories folder (``sft.jsonl`` / ``rl.jsonl``; image paths relative to it).
-        model_dtype: dtype the weights are loaded in.
+        dtype: dtype the weights are loaded in.
         freeze_vision: Keep the vision tower's weights fixed.
         use_lora / lora_*: Train LoRA adapters instead of all weights.
         min_pixels / max_pixels: Image processor limits (Qwen); they also define the ``resized`` space.
@@ -50,7 +50,7 @@ class MirgArguments:
         default=None,
         metadata={"help": "Trajectories folder holding sft.jsonl / rl.jsonl (image paths relative to it)."},
     )
-    model_dtype: str = field(
+    dtype: str = field(
         default="float32",
         metadata={"help": "dtype the weights are loaded in: float32, bfloat16, float16 or auto."},
     )
@@ -302,6 +302,27 @@ def _known_options(parser: TrlParser) -> dict[str, argparse.Action]:
     return {opt: action for action in parser._actions for opt in action.option_strings}
 
 
+def respelled_recipe(path: Path, known: set[str]) -> Path:
+    """The recipe to parse: ``path`` itself, or, where it uses a renamed field's old key, a copy with the new key
+    (after a notice), so that TRL's parser reads it."""
+    import tempfile
+
+    import yaml
+
+    from mirg.commands.vocabulary import notice
+
+    recipe = read_recipe(path, known | set(RENAMED_FIELDS))
+    old = [key for key in recipe if key in RENAMED_FIELDS]
+    if not old:
+        return path
+    for key in old:
+        notice(f"recipe key {key}", RENAMED_FIELDS[key])
+        recipe[RENAMED_FIELDS[key]] = recipe.pop(key)
+    copy = Path(tempfile.mkdtemp(prefix="mirg-recipe-")) / path.name
+    copy.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return copy
+
+
 def read_recipe(path: Path, known: set[str]) -> dict:
     """The recipe's mapping; a one-line error for a missing/invalid file or an unknown key."""
     import yaml
@@ -372,19 +393,50 @@ def _pop_config(argv: list[str]) -> tuple[list[str], str | None]:
     return argv, None
 
 
+#: mirg's short names for TRL fields: the spelling every mirg command uses for the same idea.
+SHORT_NAMES = {"--out": "--output_dir"}
+#: Fields renamed since the last release: their old spelling works, with a notice, for one more.
+RENAMED_FIELDS = {"model_dtype": "dtype"}
+
+
+def respell(argv: list[str]) -> list[str]:
+    """``argv`` with mirg's short names (``--out``) for TRL's fields and renamed fields' old spellings (with a
+    notice) replaced by the field names the parser knows.
+
+    >>> respell(["--out", "runs/a", "--max-steps", "5"])
+    ['--output_dir', 'runs/a', '--max-steps', '5']
+    """
+    from mirg.commands.vocabulary import notice
+
+    out = []
+    for token in argv:
+        flag, sep, value = token.partition("=")
+        if flag in SHORT_NAMES:
+            token = SHORT_NAMES[flag] + sep + value
+        elif flag.startswith("--") and flag[2:].replace("-", "_") in RENAMED_FIELDS:
+            new = RENAMED_FIELDS[flag[2:].replace("-", "_")]
+            notice(flag, "--" + new.replace("_", "-"))
+            token = f"--{new}{sep}{value}"
+        out.append(token)
+    return out
+
+
 def parse_arguments(cls, argv: list[str], stage: str):
     """``cls`` (SFTArguments/GRPOArguments) from a recipe (``--config``, default tiny-cpu) and flags."""
     parser = _Parser(cls, prog=f"mirg {stage}", description=STAGE_HELP[stage])
     options = _known_options(parser)
     rest, config = _pop_config(argv)
+    if "--help-all" in rest:
+        parser.parse_args(["--help"])  # every field, TRL's included; exits 0
     if "-h" in rest or "--help" in rest:
-        parser.parse_args(["--help"])  # prints help, exits 0
+        print_short_help(parser, cls, stage)
+        raise SystemExit(0)
+    rest = respell(rest)
     _check_flags(rest, options)
     recipe_path = Path(config) if config else default_recipe(stage)
     args = _split_list_flags(rest, options)
     if recipe_path is not None:
-        read_recipe(recipe_path, {a.dest for a in parser._actions})
-        args = ["--config", str(recipe_path), *args]
+        args = ["--config", str(respelled_recipe(recipe_path, {a.dest for a in parser._actions})), *args]
     try:
         (parsed,) = parser.parse_args_and_config(args)
     except MirgError:
@@ -394,10 +446,91 @@ def parse_arguments(cls, argv: list[str], stage: str):
     return parsed
 
 
+#: The TRL options people set first, shown by ``--help`` after mirg's own (``--help-all`` lists every one).
+COMMON_TRL_OPTIONS = {
+    "sft": ("output_dir", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+            "num_train_epochs", "max_steps", "max_length", "lr_scheduler_type", "warmup_steps", "bf16",
+            "activation_checkpointing", "logging_steps", "save_steps", "seed", "report_to"),
+    "grpo": ("output_dir", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+             "max_steps", "num_generations", "beta", "max_completion_length", "temperature", "num_iterations",
+             "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization", "vllm_max_model_length", "bf16",
+             "activation_checkpointing", "logging_steps", "save_steps", "seed", "report_to"),
+}
+
+
+def mirg_fields(cls) -> list[str]:
+    """The fields mirg adds to TRL's config, in the order they are declared."""
+    import dataclasses
+
+    trl_config = SFTConfig if issubclass(cls, SFTConfig) else GRPOConfig
+    theirs = {f.name for f in dataclasses.fields(trl_config)}
+    return [f.name for f in dataclasses.fields(cls) if f.name not in theirs]
+
+
+def print_short_help(parser: TrlParser, cls, stage: str) -> None:
+    """mirg's own options, then the TRL options people set first, each in its kebab-case spelling; every TRL option
+    (either spelling works) behind ``--help-all``."""
+    actions = {action.dest: action for action in parser._actions}
+    known = set(actions)
+    short = argparse.ArgumentParser(
+        prog=f"mirg {stage}", add_help=False, description=STAGE_HELP[stage],
+        usage=f"mirg {stage} [--config RECIPE.yaml] [--model DIR] [--data DIR] [--out DIR] [OPTION VALUE ...]",
+        epilog=f"Every field of TRL's {'SFTConfig' if stage == 'sft' else 'GRPOConfig'} and transformers' "
+        "TrainingArguments is an option too, spelled with dashes or with underscores as in their documentation: "
+        f"`mirg {stage} --help-all` lists them all.")
+    short.add_argument("--config", metavar="RECIPE", help="YAML recipe: defaults for every option (flags override it)")
+    for title, names in ((f"mirg's options", mirg_fields(cls)), ("most used TRL options", COMMON_TRL_OPTIONS[stage])):
+        group = short.add_argument_group(title)
+        for name in names:
+            action = actions.get(name)
+            if action is None:
+                continue
+            flag = "--out" if name == "output_dir" else "--" + name.replace("_", "-")
+            text = kebab_mentions(first_sentence(action.help or ""), known)
+            switch = isinstance(action.default, bool) or action.const is True
+            if switch:
+                text += " (a switch: --x or --x true/false; default: " + ("on)" if action.default else "off)")
+                text = text.replace("--x", flag)
+            elif action.default not in (None, argparse.SUPPRESS, ""):
+                text += f" (default: {action.default})"
+            value = {} if switch else {"metavar": {int: "N", float: "X"}.get(action.type, name.split("_")[-1].upper())}
+            group.add_argument(flag, help=text.replace("%", "%%"), **({"action": "store_true"} if switch else value))
+    short.print_help()
+
+
+def kebab_mentions(text: str, names: set[str]) -> str:
+    """``text`` with every option it names in TRL's spelling (``max_steps``, ```max_steps```, ``--max_steps``) written
+    as the flag mirg shows (``--max-steps``).
+
+    >>> kebab_mentions("Overrides `num_train_epochs`; see --output_dir and min_pixels.", {"num_train_epochs",
+    ...                "output_dir", "min_pixels"})
+    'Overrides --num-train-epochs; see --out and --min-pixels.'
+    """
+    import re
+
+    def flag(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in names:
+            return match.group(0)
+        return "--out" if name == "output_dir" else "--" + name.replace("_", "-")
+
+    return re.sub(r"`?(?:--)?\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b`?", flag, text)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a help text (TRL's run to paragraphs).
+
+    >>> first_sentence("Learning rate. Used by AdamW; see e.g. the docs.")
+    'Learning rate.'
+    """
+    text = " ".join(text.split())
+    end = text.find(". ")
+    return text if end < 0 else text[:end + 1]
+
+
 STAGE_HELP = {
     "sft": "Stage 1: supervised fine-tuning on reasoning trajectories (sft.jsonl), loss on the assistant turn only. "
-    "Options come from the recipe (--config, default recipes/tiny-cpu/sft.yaml); flags override it. Every "
-    "TRL SFTConfig / TrainingArguments field is an option.",
-    "grpo": "Stage 2: GRPO with image-aware rewards on rl.jsonl. Options come from the recipe (--config, default "
-    "recipes/tiny-cpu/grpo.yaml); flags override it. Every TRL GRPOConfig / TrainingArguments field is an option.",
+    "Options come from the recipe (--config; default: the tiny-cpu recipe shipped with mirg); flags override it.",
+    "grpo": "Stage 2: GRPO with image-aware rewards on rl.jsonl. Options come from the recipe (--config; default: the "
+    "tiny-cpu recipe shipped with mirg); flags override it.",
 }
