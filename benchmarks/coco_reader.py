@@ -4,8 +4,7 @@ Writes a generated file shaped like COCO train2017 (118,287 images, about 860,00
 segmentations, a few hundred MB) unless it is already there, then reads it in a fresh process twice: with
 mirg's streaming reader (:func:`mirg.data.coco.read_instances`), and with ``json.load`` followed by the same
 indexing (what a reader that holds the document would cost). Prints one JSON line per reader: seconds, peak
-resident memory, objects kept. Then times the bare record streams: mirg's one pass over all three arrays, and
-ijson (what the converters stream JSON lists with), which reads one array per pass.
+resident memory, objects kept. mirg streams with ijson, one pass over the file per top-level array.
 
 Usage: python benchmarks/coco_reader.py [--images 118287] [--file /tmp/coco_bench/instances.json]
 """
@@ -44,23 +43,6 @@ for a in doc["annotations"]:
 seconds = time.perf_counter() - start
 print(json.dumps({"reader": "json.load", "seconds": round(seconds, 1), "objects": sum(map(len, objects.values())),
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
-"""
-
-
-PASSES = """
-import json, sys, time
-import ijson
-from mirg.data.coco import top_level_items
-start = time.perf_counter()
-n = sum(1 for _ in top_level_items(sys.argv[1], {"images", "annotations", "categories"}))
-mirg_s = time.perf_counter() - start
-start = time.perf_counter()
-m = 0
-for prefix in ("images.item", "annotations.item", "categories.item"):
-    with open(sys.argv[1], "rb") as handle:
-        m += sum(1 for _ in ijson.items(handle, prefix, use_float=True))
-print(json.dumps({"records": n, "mirg one pass s": round(mirg_s, 1), "ijson three passes s":
-                  round(time.perf_counter() - start, 1), "ijson backend": ijson.backend, "same count": n == m}))
 """
 
 
@@ -109,7 +91,7 @@ def main() -> None:
         write_file(args.file, args.images)
         print(json.dumps({"wrote": str(args.file), "mib": args.file.stat().st_size // 2**20,
                           "seconds": round(time.perf_counter() - start, 1)}))
-    for script in (STREAM, WHOLE, PASSES):
+    for script in (STREAM, WHOLE):
         done = subprocess.run([sys.executable, "-c", script, str(args.file)], capture_output=True, text=True)
         print(done.stdout.strip() or done.stderr.strip()[-500:])
 

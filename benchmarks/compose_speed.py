@@ -47,7 +47,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=2000)
-    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/compose_bench"))
     args = parser.parse_args()
     if not (args.dir / "instances.json").is_file():
@@ -56,7 +56,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     code = mirg(["data", "compose", "--coco", str(args.dir / "instances.json"), "--images", str(args.dir / "photos"),
-                 "--out", str(out), "--n", str(args.n)])
+                 "--out", str(out), "--samples", str(args.n)])
     seconds = time.perf_counter() - start
     crops = sum(1 for _ in (out / "images").iterdir()) if code == 0 else 0
     print(json.dumps({"photos": args.photos, "samples": args.n, "exit": code, "seconds": round(seconds, 1),

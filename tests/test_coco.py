@@ -16,7 +16,8 @@ from PIL import Image, ImageChops
 import mirg.data.coco as coco_module
 from coco_fixtures import instances, present_categories, write_coco_set
 from mirg.cli import main
-from mirg.data.coco import read_captions, read_instances, top_level_items
+from mirg.data.coco import read_captions, read_instances
+from mirg.data.jsonstream import array_items
 from mirg.errors import MirgError
 from mirg.geometry import iou
 from mirg.schema import check_image_files, read_manifest
@@ -35,7 +36,7 @@ def composed(coco_set, tmp_path_factory) -> Path:
     root, _ = coco_set
     out = tmp_path_factory.mktemp("composed") / "out"
     assert main(["data", "compose", "--coco", str(root / "instances.json"), "--captions", str(root / "captions.json"),
-                 "--images", str(root / "photos"), "--out", str(out), "--n", "48", "--seed", "3"]) == 0
+                 "--images", str(root / "photos"), "--out", str(out), "--samples", "48", "--seed", "3"]) == 0
     return out
 
 
@@ -82,7 +83,7 @@ def test_reader_reads_a_box_outside_a_swapped_size_as_outside(tmp_path):
     assert coco.objects == {} and coco.reasons() == Counter({coco_module.REASON_OUTSIDE: 1})
 
 
-def test_streaming_reader_agrees_with_json_at_any_chunk_size(tmp_path, monkeypatch):
+def test_streamed_arrays_agree_with_json_and_a_cut_file_is_one_line(tmp_path):
     rng = random.Random(5)
 
     def value(depth=0):
@@ -93,17 +94,16 @@ def test_streaming_reader_agrees_with_json_at_any_chunk_size(tmp_path, monkeypat
         return {f"k{i}": value(depth + 1) for i in range(rng.randint(0, 3))}
 
     path = tmp_path / "x.json"
-    for trial in range(60):
-        monkeypatch.setattr(coco_module, "CHUNK", rng.randint(1, 40))
+    for trial in range(40):
         doc = {"info": value(), "images": [value() for _ in range(rng.randint(0, 5))], "n": value(),
-               "annotations": [value() for _ in range(rng.randint(0, 5))]}
+               "annotations": [value() for _ in range(rng.randint(1, 5))]}
         text = json.dumps(doc, indent=rng.choice([None, 2]), ensure_ascii=rng.random() < 0.5)
         path.write_text(text, encoding="utf-8")
-        got = list(top_level_items(path, {"images", "annotations"}))
+        got = list(array_items(path, ("images", "annotations"), progress=False))
         assert got == [("images", v) for v in doc["images"]] + [("annotations", v) for v in doc["annotations"]]
         path.write_text(text[:rng.randint(1, len(text) - 1)], encoding="utf-8")
-        with pytest.raises(MirgError, match="ends early|not valid JSON"):
-            list(top_level_items(path, {"images", "annotations"}))
+        with pytest.raises(MirgError, match="breaks off at the end of the file|unreadable JSON"):
+            list(array_items(path, ("images", "annotations"), progress=False))
 
 
 def test_captions_are_the_first_caption_per_file_name(coco_set):
@@ -114,18 +114,19 @@ def test_captions_are_the_first_caption_per_file_name(coco_set):
 
 
 @pytest.mark.parametrize("text, why", [
-    ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 9, "he', "ends early"),
-    ('[{"id": 1}]', "not a COCO file"),
-    ('{"images": [], "annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]}]}', "categories"),
+    ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 9, "he', "breaks off at the end of the file"),
+    ('[{"id": 1}]', "not a COCO instances file (no 'images' list"),
+    ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}], '
+     '"annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]}]}', "categories"),
     ('{"info": 1}', "no 'images' list"),
-    ('{"images": [] "annotations": []}', "not valid JSON"),
+    ('{"images": [] "annotations": []}', "unreadable JSON"),
 ])
 def test_broken_instances_files_are_one_line_errors(coco_set, tmp_path, capsys, text, why):
     root, _ = coco_set
     bad = tmp_path / "bad.json"
     bad.write_text(text)
     code = main(["data", "compose", "--coco", str(bad), "--images", str(root / "photos"), "--out",
-                 str(tmp_path / "out"), "--n", "4"])
+                 str(tmp_path / "out"), "--samples", "4"])
     assert code == 2 and why in one_line_error(capsys)
     assert not (tmp_path / "out").exists()
 
@@ -314,7 +315,7 @@ def test_compose_is_deterministic_and_balances_the_target_image(coco_set, compos
     root, _ = coco_set
     again = tmp_path / "again"
     argv = ["data", "compose", "--coco", str(root / "instances.json"), "--captions", str(root / "captions.json"),
-            "--images", str(root / "photos"), "--n", "48"]
+            "--images", str(root / "photos"), "--samples", "48"]
     assert main(argv + ["--out", str(again), "--seed", "3"]) == 0
     assert same_records(again) == same_records(composed)
     crops = sorted(p.name for p in (composed / "images").iterdir())
@@ -350,7 +351,7 @@ def same_records(folder: Path) -> list[dict]:
 def test_families_detection_cannot_express_are_refused(coco_set, tmp_path, capsys, task, need):
     root, _ = coco_set
     code = main(["data", "compose", "--coco", str(root / "instances.json"), "--images", str(root / "photos"),
-                 "--out", str(tmp_path / "out"), "--n", "4", "--tasks", f"common_object,{task}"])
+                 "--out", str(tmp_path / "out"), "--samples", "4", "--tasks", f"common_object,{task}"])
     err = one_line_error(capsys)
     assert code == 2 and f"--tasks {task}: " in err and need in err and len(err.splitlines()) == 1
 
@@ -367,7 +368,7 @@ def test_missing_photos_and_sizes_that_disagree_are_counted_and_never_used(coco_
     (tmp_path / "instances.json").write_text(json.dumps(doc))
     out = tmp_path / "out"
     assert main(["data", "compose", "--coco", str(tmp_path / "instances.json"), "--images", str(photos), "--out",
-                 str(out), "--n", "40", "--seed", "1"]) == 0
+                 str(out), "--samples", "40", "--seed", "1"]) == 0
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
     by_reason = Counter(r["reason"] for r in rejected if "image" in r and r.get("annotation") is None
                         and "image_id" not in r)
@@ -397,21 +398,21 @@ def test_small_objects_are_never_cut_out_or_asked_for(coco_set, composed, tmp_pa
 def test_compose_refuses_what_the_photos_cannot_give(coco_set, tmp_path, capsys):
     root, _ = coco_set
     code = main(["data", "compose", "--coco", str(root / "instances.json"), "--images", str(root / "photos"),
-                 "--out", str(tmp_path / "out"), "--n", "8", "--tasks", "region", "--min-images", "5",
+                 "--out", str(tmp_path / "out"), "--samples", "8", "--tasks", "region", "--min-images", "5",
                  "--max-images", "5"])
     assert code == 2 and "region with 5 images: no photo has 4 distinct objects" in one_line_error(capsys)
     assert not (tmp_path / "out").exists()  # refused before anything was written
     code = main(["data", "compose", "--coco", str(root / "instances.json"), "--images", str(tmp_path / "nothing"),
-                 "--out", str(tmp_path / "out"), "--n", "8"])
+                 "--out", str(tmp_path / "out"), "--samples", "8"])
     assert code == 2 and "no such folder" in one_line_error(capsys)
     shutil.copytree(root / "photos", tmp_path / "out" / "images")
     (tmp_path / "out" / "manifest.jsonl").write_text("")  # looks like an earlier run's folder
     code = main(["data", "compose", "--coco", str(root / "instances.json"), "--images", str(tmp_path / "out" /
-                 "images"), "--out", str(tmp_path / "out"), "--n", "8"])
+                 "images"), "--out", str(tmp_path / "out"), "--samples", "8"])
     assert code == 2 and "which a run replaces" in one_line_error(capsys)
     assert (tmp_path / "out" / "images" / "case076_1.jpg").is_file()
     code = main(["data", "compose", "--coco", str(root / "instances.json"), "--images", str(tmp_path), "--out",
-                 str(tmp_path / "new"), "--n", "8"])
+                 str(tmp_path / "new"), "--samples", "8"])
     assert code == 2 and "none of the 32 annotated images is there" in one_line_error(capsys)
 
 

@@ -23,7 +23,7 @@ def trajectories(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("export")
     write_coco_set(root / "coco")
     assert main(["data", "compose", "--coco", str(root / "coco" / "instances.json"), "--images",
-                 str(root / "coco" / "photos"), "--out", str(root / "data"), "--n", "24", "--seed", "2"]) == 0
+                 str(root / "coco" / "photos"), "--out", str(root / "data"), "--samples", "24", "--seed", "2"]) == 0
     assert main(["data", "trajectories", "--data", str(root / "data"), "--out", str(root / "traj"), "--detail",
                  "chain", "--coords", "norm1000"]) == 0
     return root / "traj"

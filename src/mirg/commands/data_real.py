@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from mirg.commands.vocabulary import renamed
+
 ANNOTATE_DESCRIPTION = """\
 Attach object-level and image-level annotations from COCO-format files (COCO, Objects365, LVIS) to the images
 of a manifest, matched by file name (the base name; where several annotated images share it, the one whose
@@ -118,7 +120,8 @@ def _register_compose(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--captions", metavar="CAPTIONS.json", help="COCO-format captions file (image notes)")
     p.add_argument("--images", required=True, metavar="DIR", help="folder of the photos (file_name relative to it)")
     p.add_argument("--out", required=True, metavar="DIR", help="output dataset folder")
-    p.add_argument("--n", required=True, type=int, metavar="N", help="number of samples")
+    p.add_argument("--samples", type=int, metavar="N", help="number of samples (required)")
+    renamed(p, "--n", "--samples", type=int)
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument("--tasks", metavar="T,...", help=f"comma-separated families (default: {','.join(COMPOSE_TASKS)})")
     p.add_argument("--min-images", type=int, default=2, metavar="A", help="fewest images per sample, 2..6 (default 2)")
@@ -134,8 +137,11 @@ def run_compose(args: argparse.Namespace) -> int:
 
     from mirg.data.coco import read_captions, read_instances
     from mirg.data.compose import ComposeConfig, compose_dataset, parse_tasks
+    from mirg.errors import MirgError
 
-    cfg = ComposeConfig(n=args.n, seed=args.seed, tasks=parse_tasks(args.tasks), min_images=args.min_images,
+    if args.samples is None:
+        raise MirgError("give --samples N: how many samples to compose")
+    cfg = ComposeConfig(n=args.samples, seed=args.seed, tasks=parse_tasks(args.tasks), min_images=args.min_images,
                         max_images=args.max_images, min_size=args.min_size, id_prefix=args.id_prefix)
     coco = read_instances(args.coco, progress=True)
     captions = read_captions(args.captions) if args.captions else None

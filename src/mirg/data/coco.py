@@ -3,8 +3,9 @@
 An instances file is one JSON object: ``images`` (``id``, ``file_name``, ``width``, ``height``),
 ``annotations`` (``image_id``, ``category_id``, ``bbox`` = ``[x, y, width, height]`` in pixels, ``iscrowd``) and
 ``categories`` (``id``, ``name``). A captions file has the same ``images`` and ``annotations`` holding
-``caption`` strings. Files of hundreds of megabytes are read record by record (:func:`top_level_items`), so
-only what is kept (ids, names, boxes) is held, never the whole document twice.
+``caption`` strings. Files of hundreds of megabytes are read as a stream, record by record
+(:func:`mirg.data.jsonstream.array_items`), so only what is kept (ids, names, boxes) is held, never the whole
+document.
 
 What becomes of an annotation:
 
@@ -29,27 +30,20 @@ What becomes of an annotation:
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, NoReturn, TextIO
+from typing import Any
 
+from mirg.data.jsonstream import array_items
 from mirg.errors import MirgError
 from mirg.geometry import box_inside, clip_box, is_proper_box, xywh_to_xyxy
 from mirg.schema import ObjectAnn
-from mirg.textfiles import open_text
 
 #: A COCO box may leave its image by this many pixels (float rounding) and is then clipped; further is rejected.
 EDGE_TOLERANCE = 1.0
-CHUNK = 1 << 20
-#: Characters that must follow a decoded value before it is trusted (a number cut by the chunk end looks whole).
-LOOKAHEAD = 64
-_SPACE = re.compile(r"[ \t\n\r]*")
-_NUMBER_PART = re.compile(r"[-+.eE0-9]+")
 
 REASON_BAD_IMAGE = "image record without an integer id, a file_name and positive integer width and height"
 REASON_DUPLICATE_IMAGE = "duplicate image id"
@@ -58,118 +52,6 @@ REASON_UNKNOWN_IMAGE = "image_id names no image of the file"
 REASON_UNKNOWN_CATEGORY = "category_id names no category of the file"
 REASON_EMPTY = "empty box (width or height 0 or less)"
 REASON_OUTSIDE = "box outside its image"
-
-
-# ----- a streaming reader of one JSON object's top-level arrays -------------------------------------------------
-
-
-class _Stream:
-    """JSON values read one at a time from a text file, with the C decoder, holding about one chunk."""
-
-    def __init__(self, handle: TextIO, path: Path):
-        self.handle, self.path = handle, path
-        self.buf, self.pos, self.eof, self.consumed = "", 0, False, 0
-        self.decoder = json.JSONDecoder()
-
-    def _more(self) -> bool:
-        if self.eof:
-            return False
-        data = self.handle.read(CHUNK)
-        if not data:
-            self.eof = True
-            return False
-        self.consumed += self.pos
-        self.buf, self.pos = self.buf[self.pos:] + data, 0
-        return True
-
-    def peek(self) -> str:
-        """The next character that is not whitespace (not consumed); ``""`` at the end of the file."""
-        while True:
-            self.pos = _SPACE.match(self.buf, self.pos).end()
-            if self.pos < len(self.buf) or not self._more():
-                return self.buf[self.pos:self.pos + 1]
-
-    def expect(self, chars: str) -> str:
-        ch = self.peek()
-        if not ch or ch not in chars:
-            self.fail("expected " + " or ".join(repr(c) for c in chars) + (f", found {ch!r}" if ch else ""))
-        self.pos += 1
-        return ch
-
-    def value(self) -> Any:
-        """Decode the next value, reading more of the file while the value may run past what is held."""
-        self.peek()
-        while True:
-            try:
-                value, end = self.decoder.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError as exc:
-                unterminated = exc.msg.startswith("Unterminated string")
-                if (unterminated or exc.pos > len(self.buf) - LOOKAHEAD) and self._more():
-                    continue
-                self.fail(exc.msg, self.consumed + exc.pos, truncated=unterminated and self.eof)
-            if end > len(self.buf) - LOOKAHEAD and self._more():
-                continue
-            self.pos = end
-            return value
-
-    def fail(self, what: str, at: int | None = None, truncated: bool = False) -> NoReturn:
-        at = self.consumed + self.pos if at is None else at
-        rest = self.buf[at - self.consumed:].strip()  # what is left: nothing, "nul" or "-0." where the file was cut
-        cut = rest == "" or _NUMBER_PART.fullmatch(rest) or any(w.startswith(rest) for w in ("null", "true", "false"))
-        if truncated or (self.eof and cut):
-            raise MirgError(f"{self.path}: the JSON ends early (truncated file?): {what} at character {at}")
-        raise MirgError(f"{self.path}: not valid JSON: {what} at character {at}")
-
-
-def top_level_items(path: str | Path, arrays: set[str], keys: set[str] | None = None) -> Iterator[tuple[str, Any]]:
-    """``(key, element)`` for every element of the top-level arrays named in ``arrays`` of the JSON object in
-    ``path``, in file order; other keys are read and dropped (and added to ``keys``, with the arrays', when it is
-    given). A truncated or broken file ends in one line.
-
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "x.json"
-    >>> _ = path.write_text('{"info": {"v": 1}, "images": [{"id": 1}, {"id": 2}], "n": 12345}')
-    >>> list(top_level_items(path, {"images"}))
-    [('images', {'id': 1}), ('images', {'id': 2})]
-    >>> _ = path.write_text('{"images": [{"id": 1}, {"id"')
-    >>> list(top_level_items(path, {"images"}))
-    Traceback (most recent call last):
-    mirg.errors.MirgError: .../x.json: the JSON ends early (truncated file?): ...
-    """
-    path = Path(path)
-    with open_text(path) as handle:
-        stream = _Stream(handle, path)
-        if stream.peek() != "{":
-            raise MirgError(f"{path}: not a COCO file (the top level is not a JSON object)")
-        stream.pos += 1
-        if stream.peek() == "}":
-            return
-        while True:
-            key = stream.value()
-            if not isinstance(key, str):
-                stream.fail("expected a key (a string)")
-            stream.expect(":")
-            if keys is not None:
-                keys.add(key)
-            if key in arrays and stream.peek() == "[":
-                yield from ((key, item) for item in _array_items(stream))
-            else:
-                stream.value()
-            if stream.expect(",}") == "}":
-                break
-        if stream.peek():
-            stream.fail("unexpected text after the JSON object")
-
-
-def _array_items(stream: _Stream) -> Iterator[Any]:
-    stream.expect("[")
-    if stream.peek() == "]":
-        stream.pos += 1
-        return
-    while True:
-        yield stream.value()
-        if stream.expect(",]") == "]":
-            return
 
 
 # ----- instances -------------------------------------------------------------------------------------------------
@@ -262,27 +144,22 @@ def _annotation_ok(item: Any) -> bool:
 
 def read_instances(path: str | Path, progress: bool = False) -> CocoSet:
     """Read an instances file: images, categories and every annotation, rejections counted with their reason."""
-    from tqdm import tqdm
-
     path = Path(path)
     coco, raw, categories = CocoSet(path), _Raw(), {}
-    seen_keys: set[str] = set()
-    with tqdm(unit=" records", desc=path.name, disable=None if progress else True, leave=False) as bar:
-        for key, item in top_level_items(path, {"images", "annotations", "categories"}, seen_keys):
-            bar.update()
-            if key == "images":
-                _add_image(coco, item)
-            elif key == "categories":
-                if isinstance(item, dict) and _is_int(item.get("id")) and isinstance(item.get("name"), str):
-                    categories[item["id"]] = item["name"]
-            elif _annotation_ok(item):
-                ident = item.get("id")
-                raw.add(ident if _is_int(ident) else -1, item)
-            else:
-                ident = item.get("id") if isinstance(item, dict) else None
-                coco.rejected.append({"annotation": ident, "reason": REASON_BAD_ANNOTATION})
-    if "images" not in seen_keys:
-        raise MirgError(f"{path}: not a COCO instances file (no 'images' list)")
+    for key, item in array_items(path, ("images", "categories", "annotations"), progress):
+        if key == "images":
+            _add_image(coco, item)
+        elif key == "categories":
+            if isinstance(item, dict) and _is_int(item.get("id")) and isinstance(item.get("name"), str):
+                categories[item["id"]] = item["name"]
+        elif _annotation_ok(item):
+            ident = item.get("id")
+            raw.add(ident if _is_int(ident) else -1, item)
+        else:
+            ident = item.get("id") if isinstance(item, dict) else None
+            coco.rejected.append({"annotation": ident, "reason": REASON_BAD_ANNOTATION})
+    if not coco.images and not any(r.get("image") is not None or "image_id" in r for r in coco.rejected):
+        raise MirgError(f"{path}: not a COCO instances file (no 'images' list, or an empty one)")
     coco.annotations = len(raw.ids) + sum(1 for r in coco.rejected if r["reason"] == REASON_BAD_ANNOTATION)
     if coco.annotations and not categories:
         raise MirgError(f"{path}: not a COCO instances file (annotations but no 'categories' list: a captions file?)")
@@ -348,7 +225,8 @@ def read_captions(path: str | Path) -> dict[str, str]:
     names: dict[int, str] = {}
     first: dict[int, str] = {}
     seen: set[str] = set()
-    for key, item in top_level_items(path, {"images", "annotations"}, seen):
+    for key, item in array_items(path, ("images", "annotations"), progress=False):
+        seen.add(key)
         if not isinstance(item, dict):
             continue
         if key == "images" and _is_int(item.get("id")) and isinstance(item.get("file_name"), str):
@@ -358,7 +236,8 @@ def read_captions(path: str | Path) -> dict[str, str]:
             if text:
                 first.setdefault(item["image_id"], text)
     if not {"images", "annotations"} <= seen:
-        raise MirgError(f"{path}: not a COCO captions file (it needs an 'images' and an 'annotations' list)")
+        raise MirgError(f"{path}: not a COCO captions file (it needs an 'images' and an 'annotations' list, "
+                        "neither empty)")
     return {PurePosixPath(names[i].replace("\\", "/")).name: text for i, text in first.items() if i in names}
 
 

@@ -22,7 +22,6 @@ states it (``source_question``, trailing space included: MIG-Bench's prompt appe
 
 from __future__ import annotations
 
-import codecs
 import json
 import math
 import os
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from mirg.errors import MirgError, first_line
+from mirg.data.jsonstream import stream_json_records
 from mirg.geometry import CoordSpace, clip_box, is_proper_box
 from mirg.migbench import ORIGINAL, Benchmark, pick_target, target_of
 from mirg.schema import Sample, Target
@@ -307,92 +306,6 @@ def dataset_card(source: "Source", report: Report) -> str:
         lines += ["| not converted because | count |", "|---|---|",
                   *[f"| {reason} | {n} |" for reason, n in _ordered(report.rejected)], ""]
     return "\n".join(lines)
-
-
-# ----- reading big JSON files ---------------------------------------------------------------------
-
-
-def stream_json_records(path: Path, progress: bool = True) -> Iterator[tuple[int, Any]]:
-    """``(position, record)`` for every record of a JSON list (``[{...}, ...]``) or a JSON Lines file,
-    read as a stream with a progress bar over the file's bytes. Position: the record's number in a list,
-    its line in JSON Lines. A file that breaks off or does not parse ends in one line."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise MirgError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise MirgError(f"{path}: is a folder, expected a JSON file") from None
-    with handle, _byte_bar(path, progress) as bar:
-        head = handle.read(4096)
-        start = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
-        first = head[start:].lstrip()[:1]
-        handle.seek(start)
-        if first == b"[":
-            yield from _json_list(handle, path, bar)
-        elif first == b"{":
-            yield from _json_lines(handle, path, bar)
-        else:
-            found = "it is empty" if not first else f"it starts with {first.decode('latin-1')!r}"
-            raise MirgError(f"{path}: neither a JSON list of records nor JSON Lines ({found})")
-
-
-def _byte_bar(path: Path, progress: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"reading {path.name}",
-                disable=None if progress else True, leave=False, mininterval=0.5)
-
-
-#: Records between two progress-bar updates (a file position query is not free).
-_BAR_EVERY = 1024
-
-
-def _json_list(handle, path: Path, bar) -> Iterator[tuple[int, Any]]:
-    import ijson
-
-    count, last = 0, None
-    try:
-        for count, last in enumerate(ijson.items(handle, "item", use_float=True), start=1):
-            if count % _BAR_EVERY == 0:
-                bar.update(handle.tell() - bar.n)
-            yield count, last
-    except ijson.JSONError as exc:
-        raise MirgError(_broken(path, exc, count, last)) from None
-
-
-def _broken(path: Path, exc: Exception, count: int, last: Any) -> str:
-    """One line saying where a JSON list breaks and that nothing was written."""
-    text = first_line(exc).removeprefix("b'").removeprefix('b"').split("\\n")[0].strip()
-    last_id = f" (id {last['id']})" if isinstance(last, dict) and "id" in last else ""
-    where = f"after record {count}{last_id}" if count else "before its first record"
-    if "premature EOF" in text:
-        return (f"{path}: the JSON breaks off at the end of the file, {where}: the file is truncated (download "
-                "it again); nothing was written")
-    return f"{path}: unreadable JSON {where} ({text}); nothing was written"
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _json_lines(handle, path: Path, bar) -> Iterator[tuple[int, Any]]:
-    for lineno, raw in enumerate(handle, start=1):
-        if lineno % _BAR_EVERY == 0:
-            bar.update(handle.tell() - bar.n)
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw, parse_constant=_refuse_constant)
-        except UnicodeDecodeError:
-            raise MirgError(f"{path}:{lineno}: not UTF-8 text; nothing was written") from None
-        except ValueError as exc:
-            reason = getattr(exc, "msg", exc)
-            if lineno == 1:
-                raise MirgError(f"{path}: neither a JSON list of records nor JSON Lines: line 1 is not one JSON "
-                                f"record ({reason}); nothing was written") from None
-            raise MirgError(f"{path}:{lineno}: unreadable JSON ({reason}); a line that breaks off is a truncated "
-                            "file; nothing was written") from None
-        yield lineno, record
 
 
 # ----- sources -------------------------------------------------------------------------------------
