@@ -15,7 +15,7 @@ standard deviation) of about 3.5 points, as large as the effects asked about; on
 `embedded` unless --model names another: a seed's folder is the demo's (`mirg demo --out OUT/seedS --seed S
 --model M`), so a demo run with the same plan is reused as it is.
 
-Usage (the measurement in benchmarks/RESULTS.md):
+Usage (docs/results.md sums up the measurements; every run is in docs/lab-notes/stage-2-ablation.md):
     python benchmarks/ablation.py --out runs/ablation --seeds 0,1,2
     python benchmarks/ablation.py --out runs/ablation --variants sft_continued,sft_grpo   # the control and the method only
     python benchmarks/ablation.py --out runs/ablation_b --model DIR   # a base before it is shipped

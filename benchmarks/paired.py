@@ -7,7 +7,7 @@ paired bootstrap over the samples (`mirg.scoring.paired_difference`, seeded with
 with the seeds' draws averaged, as `benchmarks/ablation.py` computes every difference it reports. The intervals
 cover the test samples drawn, not the spread between training runs, which the per-seed values show.
 
-Usage (the commands in benchmarks/RESULTS.md):
+Usage (the commands in docs/lab-notes/stage-2-ablation.md):
     python benchmarks/paired.py 'runs/abl/seed{s}/eval_heldout2000/sft_grpo' \
         'runs/abl/seed{s}/eval_heldout2000/sft_continued' --seeds 0,1,2
     python benchmarks/paired.py runs/eval_a runs/eval_b   # one pair, no {s}

@@ -1,7 +1,7 @@
 """Whole-process time of `mirg score` over the ten revised-benchmark result files of one model.
 
 Usage: python benchmarks/score_speed.py [--runs 5]
-Needs ../shared/parity/mig-bench beside the repository. Target: under 2 s per run (4,276 predictions).
+Reads the public MIG-Bench files in tests/fixtures/mig-bench. Target: under 2 s per run (4,276 predictions).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "mig-bench"
+PARITY = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mig-bench"
 
 
 def time_run(args: list[str]) -> float:

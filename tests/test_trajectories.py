@@ -214,7 +214,7 @@ def test_chain_lists_every_image_by_label_then_the_target_image_with_boxes(tmp_p
 
 
 def test_chain_analysis_reads_template_answers_as_perfect(tmp_path):
-    """benchmarks/chain_analysis.py reads chain answers back with the writer's own phrases: the template
+    """experiments/chain_analysis.py reads chain answers back with the writer's own phrases: the template
     answers see, decide, mark and copy right on every sample."""
     import subprocess
     import sys
@@ -227,7 +227,7 @@ def test_chain_analysis_reads_template_answers_as_perfect(tmp_path):
     run.mkdir()
     (run / "predictions.jsonl").write_text("".join(
         json.dumps({"id": r["id"], "response": completion_text(r)}) + "\n" for r in read_jsonl(out / "sft.jsonl")))
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "chain_analysis.py"
+    script = Path(__file__).resolve().parents[1] / "experiments" / "chain_analysis.py"
     proc = subprocess.run([sys.executable, str(script), "--data", str(data), "--run", str(run)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -560,7 +560,7 @@ def test_synth_output_scores_perfectly(tmp_path):
 
 
 def test_list_order_counts_template_lists_as_right_in_their_own_order_only(tmp_path):
-    """benchmarks/list_order.py: template chain answers written in label order are right in that order, every
+    """experiments/list_order.py: template chain answers written in label order are right in that order, every
     one; read as left-to-right lists, those whose objects the two orders arrange differently are not."""
     import subprocess
     import sys
@@ -572,7 +572,7 @@ def test_list_order_counts_template_lists_as_right_in_their_own_order_only(tmp_p
     run.mkdir()
     (run / "predictions.jsonl").write_text("".join(
         json.dumps({"id": r["id"], "response": completion_text(r)}) + "\n" for r in read_jsonl(out / "sft.jsonl")))
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "list_order.py"
+    script = Path(__file__).resolve().parents[1] / "experiments" / "list_order.py"
     counts = {}
     for order in ("label", "left-to-right"):
         proc = subprocess.run([sys.executable, str(script), "--data", str(data), "--run", str(run), "--order", order],

@@ -32,7 +32,8 @@ class DemoPlan:
     model: str = "embedded"
     image_size: int = 112
     #: Stage 1 passes about 1.1 times over 24,000 samples in its 9 minutes on a 2-core CPU; over 8,000 it passed three
-    #: times and learnt the samples (SFT 44.0% against 46.5%, seed 0; synthesis 25 s; benchmarks/RESULTS.md).
+    #: times and learnt the samples (SFT 44.0% against 46.5%, seed 0; synthesis 25 s;
+    #: docs/lab-notes/demo.md).
     n_train: int = 24000
     n_val: int = 100
     n_test: int = 200
@@ -46,11 +47,12 @@ class DemoPlan:
     sft_minutes: float | None = None
     grpo_minutes: float | None = None
     #: With 24,000 samples, three seeds: SFT 46.7% at 2e-3 against 44.8% at 1e-3, SFT+GRPO 46.8% against 44.5%
-    #: (benchmarks/RESULTS.md, "Stage-2 ablation").
+    #: (docs/lab-notes/stage-2-ablation.md).
     sft_lr: float = 2e-3
     #: Stage 1's learning rate falls linearly to zero over this last fraction of its time (``mirg sft
     #: --lr_cooldown``; 0: constant to the end). At the constant 2e-3 the steps are too large to settle: cooled over
-    #: the last 30% the same 9 minutes give 60.9% against 54.2% (three seeds, 2,000 held-out samples each; RESULTS.md).
+    #: the last 30% the same 9 minutes give 60.9% against 54.2% (three seeds, 2,000 held-out samples each;
+    #: docs/lab-notes/demo.md, "Stage 1 cooled down").
     sft_cooldown: float = 0.3
     grpo_lr: float = 5e-5
     #: Stage 1's loss weight on the decision sentence's tokens (``mirg sft --decision_weight``); None:
@@ -62,7 +64,8 @@ class DemoPlan:
     detail: str | None = None  # None: the list format the base was pretrained on (pretrain_summary.json), else brief
     order: str | None = None  # None: the list order the base was pretrained on, else left-to-right
     #: Both stages keep the base's vision tower fixed: what it sees is the base's perception, and training it
-    #: through a few answer tokens wears away the colour and shape its features carry (benchmarks/RESULTS.md).
+    #: through a few answer tokens wears away the colour and shape its features carry
+    #: (docs/lab-notes/embedded-base.md).
     freeze_vision: bool = True
     #: Recomputing each layer's activations in the backward pass (TRL's default; off in the tiny-cpu recipe, said here
     #: too so that no recipe decides it) saves memory a tiny model does not need and costs 13-15% of the steps on a
@@ -109,7 +112,7 @@ def pretrained_order(base: Path) -> str:
 
 
 #: ~6 of a chain's ~150 tokens carry the cross-image decision. Seed 0: SFT 60.0% at 5 against 48.5% at 1 and 57.0% at
-#: 10; three seeds 55.0% against 46.7% (benchmarks/RESULTS.md).
+#: 10; three seeds 55.0% against 46.7% (docs/lab-notes/demo.md, docs/lab-notes/stage-2-ablation.md).
 CHAIN_DECISION_WEIGHT = 5.0
 
 

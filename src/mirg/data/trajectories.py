@@ -90,7 +90,8 @@ class TrajectoryOptions:
     detail: str = "brief"
     #: ``left-to-right`` (by the box's centre) or ``label`` (alphabetically by label, then left to right): the
     #: order of the objects in every list. A small model reads a label order without comparing positions, which
-    #: two objects whose centres are a few pixels apart make ambiguous (benchmarks/RESULTS.md).
+    #: two objects whose centres are a few pixels apart make ambiguous
+    #: (docs/lab-notes/embedded-base.md, runs V and W).
     order: str = "left-to-right"
 
     def __post_init__(self) -> None:

@@ -47,7 +47,7 @@ VISION_STAGE = Stage("vision", 0.15, 1, 1, 4, "none")
 #: One object alone first, then scenes of up to four objects, then one to three images (one-image samples
 #: among them, so one-image skills stay). Every stage is answered at once: a tiny model learns to localise
 #: within minutes when the box follows the image closely, barely at all behind a paragraph of reasoning,
-#: and continuing on brief reasoning made it forget what it had learnt (benchmarks/RESULTS.md).
+#: and continuing on brief reasoning made it forget what it had learnt (docs/lab-notes/embedded-base.md).
 CURRICULUM = (
     Stage("one-object", 0.35, 1, 1, 1, "answer"),
     Stage("scenes", 0.35, 1, 1, 4, "answer"),

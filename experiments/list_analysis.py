@@ -1,6 +1,6 @@
 """Where answers in the list format go wrong: listing the objects, labelling them, or copying the box.
 
-Usage: python benchmarks/list_analysis.py --data DIR --run RUN [--coords norm1000] [--min-objects 2]
+Usage: python experiments/list_analysis.py --data DIR --run RUN [--coords norm1000] [--min-objects 2]
 
 For a model that writes every object of every image with its box before the answer (``mirg data
 trajectories --detail list``, ``box-list`` or ``mark-list``), reads each response of RUN/predictions.jsonl against the

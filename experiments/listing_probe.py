@@ -1,6 +1,6 @@
 """Does a model read colour and shape from the image, or copy them from the question?
 
-Usage: python benchmarks/listing_probe.py MODEL --out DIR [--n 100] [--seed 4242]
+Usage: python experiments/listing_probe.py MODEL --out DIR [--n 100] [--seed 4242]
 
 Evaluates MODEL (`mirg eval`, greedy) on two held-out one-image sets made here: ``listing`` questions,
 which name no label ("List every object with its box, then locate the leftmost one."), and ``perception``

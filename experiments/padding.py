@@ -5,8 +5,8 @@ group_by_length` does (`add_length_column`), then draws one epoch of batches bot
 and transformers' `LengthGroupedSampler`, the sampler that option selects) and prints, as one JSON line each:
 the share of the padded tokens that are the records' own, and the share of batches that hold one image count.
 
-Usage (the measurement in benchmarks/RESULTS.md):
-    python benchmarks/padding.py --data runs/demo/data/trajectories --model embedded --batch-size 16
+Usage (the measurement in docs/lab-notes/speed.md, "Training steps"):
+    python experiments/padding.py --data runs/demo/data/trajectories --model embedded --batch-size 16
 """
 
 from __future__ import annotations

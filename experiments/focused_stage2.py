@@ -16,10 +16,10 @@ folder (`benchmarks/ablation.py`: its data, SFT model and plan.json):
 5. evaluates them on the seed's test and held-out splits and prints the paired differences against the seed's
    other variants (SFT, SFT continued and SFT+GRPO on all families, where the ablation made them).
 
-Usage (the measurement in benchmarks/RESULTS.md):
-    python benchmarks/ablation.py --out /tmp/abF --seeds 0 --sft-minutes 40 --stage2-minutes 9 \
+Usage (the measurement in docs/lab-notes/stage-2-ablation.md):
+    python benchmarks/ablation.py --out runs/abF --seeds 0 --sft-minutes 40 --stage2-minutes 9 \
         --variants sft_grpo,sft_continued
-    python benchmarks/focused_stage2.py --out /tmp/abF/seed0
+    python experiments/focused_stage2.py --out runs/abF/seed0
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The ablation script (and the paired-difference helper it imports) live in benchmarks/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from ablation import eval_dir, evaluate  # noqa: E402
 
@@ -101,7 +102,7 @@ def write_focus(plan: DemoPlan, weights: dict[str, float], seed: int) -> Path:
         (out / name).write_text("".join(rng.choice(by_task[t]) + "\n" for t in drawn), encoding="utf-8")
     table = "\n".join(f"| {t} | {weights[t]:.3f} |" for t in sorted(weights))
     (out / "README.md").write_text(f"# Trajectories drawn by family weight\n\nFrom `{source}` by "
-                                   f"benchmarks/focused_stage2.py (seed {seed}).\n\n| task | weight |\n|---|---:|\n"
+                                   f"experiments/focused_stage2.py (seed {seed}).\n\n| task | weight |\n|---|---:|\n"
                                    f"{table}\n", encoding="utf-8")
     return out
 

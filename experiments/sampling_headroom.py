@@ -1,7 +1,7 @@
 """What can GRPO's groups teach the greedy answer? For each held-out sample: the greedy answer and K completions
 sampled as GRPO samples them (temperature 1 by default), each scored with `mirg score`'s image-aware IoU.
 
-Usage: python benchmarks/sampling_headroom.py --model DIR --data DIR [--limit 500] [--k 4] [--temperature 1.0]
+Usage: python experiments/sampling_headroom.py --model DIR --data DIR [--limit 500] [--k 4] [--temperature 1.0]
        [--batch-size 8] [--seed 0] [--out FILE.json]
 
 GRPO moves probability towards the completions of a group that score above the group's mean. Evaluation reads

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SFT steps per second at the demo's settings (embedded base, batch 16, brief trajectories of 600 samples),
 # N steps (default 30) per configuration: default threads, OMP_NUM_THREADS=1 and 4, and the GPU hidden;
-# then a cProfile of one more run. Usage: bash benchmarks/sft_host_threads.sh OUTDIR  (PY, N: see above)
+# then a cProfile of one more run. Usage: bash experiments/sft_host_threads.sh OUTDIR  (PY, N: see above)
 set -u
 OUTD=$1; PY=${PY:-python3}; N=${N:-30}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -1,6 +1,6 @@
 """Do the image tokens the language model receives still say what colour each object is?
 
-Usage: python benchmarks/token_probe.py --data DIR MODEL [MODEL ...] [--n 300] [--seed 0]
+Usage: python experiments/token_probe.py --data DIR MODEL [MODEL ...] [--n 300] [--seed 0]
 
 For each model folder (e.g. the stage outputs under ``OUT/work/stages`` of ``mirg model pretrain-tiny``),
 runs the one-image samples of DIR that hold at least two objects through the model and takes the language

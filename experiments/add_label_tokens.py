@@ -1,12 +1,12 @@
 """Give a trained tiny base one token per synthetic label, as `mirg model init-tiny --label-tokens` does at birth.
 
-Usage: python benchmarks/add_label_tokens.py --model MODEL --out DIR
+Usage: python experiments/add_label_tokens.py --model MODEL --out DIR
 
 The label tokens (`` red circle``: :func:`mirg.models.tokenizer.label_token_texts`) are added to MODEL's
 tokenizer, the embedding table grows by one row each, and each row starts at the mean of its colour's and its
 shape's rows (:func:`mirg.models.tiny.init_label_embeddings`); the model and its processor are saved to DIR.
 It lets a base already trained with two-word labels be fine-tuned with one token per label (the pilot in
-benchmarks/RESULTS.md) without training it again from random weights.
+docs/lab-notes/embedded-base.md) without training it again from random weights.
 """
 
 from __future__ import annotations

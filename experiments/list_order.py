@@ -1,6 +1,6 @@
 """Does a model list an image's objects in the order it was taught, and where does the order fail?
 
-Usage: python benchmarks/list_order.py --data DIR --run RUN [--order left-to-right|label] [--markdown]
+Usage: python experiments/list_order.py --data DIR --run RUN [--order left-to-right|label] [--markdown]
 
 For a model that writes ``mirg data trajectories --detail chain`` reasoning, reads each image's first label list
 (``Image k: a; b; c.``) of RUN/predictions.jsonl against the manifest in DIR, for images of two objects or more, and

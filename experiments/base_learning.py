@@ -5,8 +5,8 @@ count on the same clock), then trained with SFT on one-image, one-object percept
 answer-first trajectories (the first curriculum stage of `mirg model pretrain-tiny`) in segments; after
 every segment the model is evaluated on the same held-out samples (evaluation time is not counted).
 
-Usage (the measurement in benchmarks/RESULTS.md):
-    python benchmarks/base_learning.py --out runs/base_learning --minutes 15 --segment 2.5
+Usage (the measurement in docs/lab-notes/embedded-base.md, "Learning curves"):
+    python experiments/base_learning.py --out runs/base_learning --minutes 15 --segment 2.5
 
 Writes OUT/curves.json and OUT/curves.png.
 """

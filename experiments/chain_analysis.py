@@ -1,6 +1,6 @@
 """Where answers in the chain format go wrong: seeing, deciding, or locating.
 
-Usage: python benchmarks/chain_analysis.py --data DIR --run RUN [--coords norm1000] [--markdown]
+Usage: python experiments/chain_analysis.py --data DIR --run RUN [--coords norm1000] [--markdown]
 
 For a model that writes ``mirg data trajectories --detail chain`` reasoning (each image's objects by label,
 the outlined one marked; ``The target is the X in image K.``; then image K's objects with boxes, the target

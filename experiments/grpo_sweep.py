@@ -9,10 +9,10 @@ evaluates those models with the folder's SFT, SFT continued (where the ablation 
 on the validation and test splits. Prints one JSON line per split and model: steps, task-mean acc@0.5,
 image accuracy.
 
-Usage (the measurements in benchmarks/RESULTS.md):
-    python benchmarks/grpo_sweep.py --out /tmp/ablO/seed0 --seed 0 --lrs 2e-4,5e-4
-    python benchmarks/grpo_sweep.py --out /tmp/ablO/seed0 --seed 0 --generations 8
-    python benchmarks/grpo_sweep.py --out runs/demo --option it2='--num_iterations 2' --option t07='--temperature 0.7'
+Usage (the measurements in docs/lab-notes/stage-2-ablation.md):
+    python experiments/grpo_sweep.py --out runs/ablO/seed0 --seed 0 --lrs 2e-4,5e-4
+    python experiments/grpo_sweep.py --out runs/ablO/seed0 --seed 0 --generations 8
+    python experiments/grpo_sweep.py --out runs/demo --option it2='--num_iterations 2' --option t07='--temperature 0.7'
 """
 
 from __future__ import annotations
