@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def test_demo_runs_every_stage_and_writes_summary_and_report(tmp_path):
     assert "± se (the samples drawn)" in page
     assert "AVG acc@0.5" in proc.stdout  # the summary table in the terminal
     se = summary["stages"]["sft"]["task_mean_acc@0.5_se"]  # shown beside it: what the 12 samples drawn allow
-    sft_row = next(line for line in proc.stdout.splitlines() if line.startswith("sft "))
+    sft_row = next(line for line in proc.stdout.splitlines() if re.match(r"sft +[0-9.]+ ", line))
     assert sft_row.split()[2] == f"{100 * se:.1f}" and "± se: one standard error" in proc.stdout
     assert summary["plan"]["freeze_vision"] is True
     sft_command = proc.stdout.split("$ mirg sft ", 1)[1].splitlines()[0]

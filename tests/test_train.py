@@ -151,8 +151,9 @@ def test_sft_stops_at_the_wall_clock_budget_and_still_saves(tiny, trajectories, 
     assert state(out)["global_step"] == 1  # the budget is checked after every step
     reloads(out)
     captured = capfd.readouterr()
-    assert "training (0.0001 min budget)" in captured.err and "/500" not in captured.err  # a bar against the clock
-    assert "'loss'" in captured.out  # and the logs still show
+    assert "sft (0.0001 min budget)" in captured.err and "/500" not in captured.err  # a bar against the clock
+    assert "'loss'" not in captured.out + captured.err  # one compact line, not the logs' dictionaries
+    assert [h["step"] for h in state(out)["log_history"] if "loss" in h] == [1]  # which stay in the run folder
 
 
 def logged_rates(folder: Path) -> list[float]:
@@ -167,13 +168,20 @@ def test_sft_cooldown_by_steps_takes_the_rate_linearly_to_zero(tiny, trajectorie
     assert logged_rates(out) == pytest.approx([1e-3] * 5 + [7.5e-4, 5e-4, 2.5e-4])
 
 
-def test_sft_cooldown_under_a_time_budget_is_repeated_by_its_step_count(tiny, trajectories, tmp_path):
+def test_sft_cooldown_under_a_time_budget_is_repeated_by_its_step_count(tiny, trajectories, tmp_path, monkeypatch):
+    import itertools
+
+    import mirg.train.common
+
+    ticks = itertools.count()  # a clock one second further at every look: the same pace whatever the machine's load
+    monkeypatch.setattr(mirg.train.common, "monotonic", lambda: float(next(ticks)))
     timed, stepped = tmp_path / "timed", tmp_path / "stepped"
     assert sft(tiny, trajectories, timed, "--max_steps", "100000", "--max_minutes", "0.25", "--lr_cooldown", "0.5",
                "--learning_rate", "1e-3", "--lr_scheduler_type", "constant", *QUIET) == 0
     rates, steps = logged_rates(timed), state(timed)["global_step"]
     start = rates.index(next(r for r in rates if r < 1e-3)) - 1  # the step the cool-down began after
-    assert steps == round(start / 0.5)  # it ends where the pace predicted, its last step at the lowest rate
+    # half of the 15 s is left after step 8 (at 8 s): the pace predicts 16 steps, and the run ends there
+    assert (start, steps) == (8, 16) and steps == round(start / 0.5)
     assert rates[-1] == pytest.approx(1e-3 / (steps - start))
     assert sft(tiny, trajectories, stepped, "--max_steps", str(steps), "--lr_cooldown", "0.5", "--learning_rate",
                "1e-3", "--lr_scheduler_type", "constant", *QUIET) == 0

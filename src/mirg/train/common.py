@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 from dataclasses import dataclass
+from time import monotonic  # the wall clock of time budgets (a test gives them a clock of its own)
 from pathlib import Path
 from typing import Any, Callable
 
@@ -288,20 +289,18 @@ def wall_clock_callback(minutes: float, cooldown: float = 0.0):
     ``--max_steps N`` with the same cool-down repeats it; a cool-down taking twice its share of the time is cut
     at that point).
     """
-    import time
-
     from transformers import TrainerCallback
 
     class WallClockBudget(TrainerCallback):
         def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
-            self.start = time.monotonic()
+            self.start = monotonic()
             self.deadline = self.start + 60.0 * minutes
             self.cool = LinearCooldown()
             if cooldown:
                 self.cool.wrap(lr_scheduler)
 
         def on_step_end(self, args, state, control, **kwargs):
-            now = time.monotonic()
+            now = monotonic()
             if cooldown and self.cool.start is None and now >= self.deadline - 60.0 * minutes * cooldown:
                 self.cool.begin(state.global_step, round(state.global_step / (1 - cooldown)))
             if self.cool.start is not None:
