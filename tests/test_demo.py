@@ -225,7 +225,7 @@ def test_decision_weight_goes_to_sft_only_where_the_trajectories_write_the_decis
         plan = DemoPlan(out=Path("x"), **fields)
         resolve_detail(plan, tmp_path)
         args = sft_args(plan, "m", Path("x/sft"), 1.0)
-        return plan.decision_weight, args[args.index("--decision_weight") + 1] if "--decision_weight" in args else None
+        return plan.decision_weight, args[args.index("--decision-weight") + 1] if "--decision-weight" in args else None
 
     assert flags(detail="chain") == (5.0, "5.0")
     assert flags(detail="chain", decision_weight=2) == (2, "2")
