@@ -310,9 +310,10 @@ def test_files_have_the_exact_formats(dataset, tmp_path):
     assert [r["id"] for r in sft] == [r["id"] for r in rl] == list(samples)
     for row, rl_row in zip(sft, rl):
         s = samples[row["id"]]
-        assert set(row) == {"id", "task", "images", "prompt", "completion"}
+        assert set(row) == {"id", "task", "images", "image_sizes", "prompt", "completion"}
         assert row["prompt"] == rl_row["prompt"] == user_message(s.question, s.num_images, "norm1000")
         assert row["images"] == rl_row["images"]
+        assert row["image_sizes"] == rl_row["image_sizes"]
         for rel, size in zip(row["images"], s.image_sizes):
             assert not Path(rel).is_absolute()
             with Image.open(out / rel) as img:
@@ -323,6 +324,8 @@ def test_files_have_the_exact_formats(dataset, tmp_path):
         assert rl_row["target_image"] == s.target.image and rl_row["task"] == s.task
         assert rl_row["target_box"] == list(s.target.bbox)
         assert rl_row["image_sizes"] == [list(z) for z in s.image_sizes]
+    record = json.loads((out / "trajectories.json").read_text())
+    assert record == {"coords": "norm1000", "min_pixels": None, "max_pixels": None, "model": None}
     readme = (out / "README.md").read_text()
     assert "mode: template" in readme and "coords: norm1000" in readme and "detail: brief" in readme
     for task in TASKS:
