@@ -15,7 +15,6 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from mirg.answer import render_answer
-from mirg.data.trajectories import TrajectoryOptions, write_space_record
 from mirg.geometry import CoordSpace, round_box
 from mirg.prompts import user_message
 
@@ -73,6 +72,8 @@ def write_trajectories(
     _write_jsonl(folder / "sft.jsonl", sft)
     _write_jsonl(folder / "rl.jsonl", rl)
     if record:
+        from mirg.data.trajectories import TrajectoryOptions, write_space_record
+
         write_space_record(folder, TrajectoryOptions(space))
     return folder
 

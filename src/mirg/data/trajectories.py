@@ -132,7 +132,7 @@ def load_dataset(path: str | Path) -> Dataset:
 
 # what a trajectories folder holds (the teacher's reply cache and rejections included): a folder with other
 # files and none of these is someone else's, whose README.md a run would overwrite
-TRAJECTORY_FILES = (SFT_FILE, RL_FILE, RECORD_FILE, CACHE_FILE, REJECTED_FILE)
+TRAJECTORY_FILES = (SFT_FILE, RL_FILE, CACHE_FILE, REJECTED_FILE)
 
 
 def check_out_dir(dataset: Dataset, out: Path) -> None:
