@@ -146,14 +146,14 @@ def check_space(records: list[dict], file: Path, adapter) -> None:
                  "pixel limits cannot be checked; rebuild it with `mirg data trajectories --for-model MODEL` to "
                  "record them")
         return
-    folder = f"{file.parent}/{RECORD_FILE}"
+    where = file.parent / RECORD_FILE
     if record["coords"] != adapter.coords:
-        raise MirgError(f"{folder}: the boxes are in {record['coords']} coordinates but {adapter.family} models "
+        raise MirgError(f"{where}: the boxes are in {record['coords']} coordinates but {adapter.family} models "
                         f"answer in {adapter.coords}; rebuild the trajectories with `mirg data trajectories "
                         "--for-model MODEL`")
     written, run = (record["min_pixels"], record["max_pixels"]), (adapter.min_pixels, adapter.max_pixels)
     if adapter.coords == "resized" and written != run:
-        raise MirgError(f"{folder}: the boxes are in resized pixels at min_pixels {written[0]}, max_pixels "
+        raise MirgError(f"{where}: the boxes are in resized pixels at min_pixels {written[0]}, max_pixels "
                         f"{written[1]} but this run resizes images at min_pixels {run[0]}, max_pixels {run[1]}; "
                         f"rebuild them with `mirg data trajectories --for-model MODEL --min-pixels {run[0]} "
                         f"--max-pixels {run[1]}` (or --config RECIPE), or run with --min_pixels {written[0]} "
