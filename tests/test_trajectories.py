@@ -585,9 +585,9 @@ def answer_box(folder: Path) -> str:
     return re.search(r'"bbox_2d": (\[[^]]*\])', text).group(1)
 
 
-def dry_run(stage: str, recipe: Path, model: Path, data: Path, out: Path) -> int:
+def dry_run(stage: str, recipe: Path, model: Path, data: Path, out: Path, *extra: str) -> int:
     return main([stage, "--config", str(recipe), "--model", str(model), "--data", str(data), "--output_dir", str(out),
-                 "--dry-run"])
+                 "--dry-run", *extra])
 
 
 def one_line_error(capsys, code: int) -> str:
@@ -606,8 +606,9 @@ def test_boxes_at_other_pixel_limits_are_refused_by_the_run_and_for_model_writes
     assert main(["data", "trajectories", "--data", str(photo_data), "--out", str(default), "--coords", "resized"]) == 0
     assert answer_box(default) == "[100, 100, 498, 400]"
     capsys.readouterr()
-    for stage, recipe in (("sft", RECIPE_7B_SFT), ("grpo", RECIPE_7B_GRPO)):
-        err = one_line_error(capsys, dry_run(stage, recipe, qwen25, default, tmp_path / "o"))
+    for stage, recipe, extra in (("sft", RECIPE_7B_SFT, []),
+                                 ("grpo", RECIPE_7B_GRPO, ["--use_vllm", "false"])):  # (vLLM's check: test_budget.py)
+        err = one_line_error(capsys, dry_run(stage, recipe, qwen25, default, tmp_path / "o", *extra))
         assert "resized pixels at min_pixels 3136, max_pixels 12845056" in err
         assert "this run resizes images at min_pixels 3136, max_pixels 401408" in err and "--for-model" in err
     assert not (tmp_path / "o").exists()

@@ -53,17 +53,20 @@ def build_grpo_trainer(args: GRPOArguments, setup):
     )
 
 
-def check_vllm_pixels(args: GRPOArguments, setup) -> None:
+def check_vllm_pixels(args: GRPOArguments) -> None:
     """Colocated vLLM builds its processor from the model folder: its pixel limits must be the run's, or vLLM's image
-    features and the prompt's image tokens (the run's processor's) differ in number."""
+    features and the prompt's image tokens (the run's processor's) differ in number. Checked first: it reads only the
+    folder's configs."""
     from mirg.errors import MirgError
-    from mirg.models import adapter_for
+    from mirg.models import adapter_for, resolve_model_path
 
     if not args.use_vllm or args.vllm_mode != "colocate":
         return
-    saved, run = adapter_for(setup.model_path), setup.adapter
+    model_path = resolve_model_path(args.model)
+    saved = adapter_for(model_path)
+    run = saved.with_pixels(args.min_pixels, args.max_pixels)
     if (saved.min_pixels, saved.max_pixels) != (run.min_pixels, run.max_pixels):
-        raise MirgError(f"--use_vllm (colocate): vLLM resizes images with {setup.model_path}'s saved processor "
+        raise MirgError(f"--use_vllm (colocate): vLLM resizes images with {model_path}'s saved processor "
                         f"(min_pixels {saved.min_pixels}, max_pixels {saved.max_pixels}) but this run's processor uses "
                         f"min_pixels {run.min_pixels}, max_pixels {run.max_pixels}, so image features and image tokens "
                         f"would not match; run with --min_pixels {saved.min_pixels} --max_pixels {saved.max_pixels}, "
@@ -97,8 +100,8 @@ def vllm_report(args: GRPOArguments, setup) -> dict | None:
 
 def run_grpo(args: GRPOArguments) -> Path | dict:
     """Check, then (unless ``dry_run``) train and save; returns the output folder or the dry-run report."""
+    check_vllm_pixels(args)
     setup = prepare_run(args, "grpo")
-    check_vllm_pixels(args, setup)
     rewards = build_reward_functions(args, setup.adapter)
     if args.dry_run:
         report = dry_run_report(args, setup)
