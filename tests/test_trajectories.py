@@ -573,7 +573,8 @@ def photo_data(tmp_path_factory) -> Path:
     record = {"id": "p1", "task": "photo", "images": ["images/case076_1.jpg", "images/case076_2.jpg"],
               "image_sizes": [[900, 616], [474, 739]], "question": "Find the dog of image 2 in image 1.",
               "target": {"image": 1, "bbox": [100, 100, 500, 400]},
-              "objects": [[{"label": "dog", "bbox": [100, 100, 500, 400]}], [{"label": "dog", "bbox": [50, 60, 200, 300]}]],
+              "objects": [[{"label": "dog", "bbox": [100, 100, 500, 400]}],
+                          [{"label": "dog", "bbox": [50, 60, 200, 300]}]],
               "image_notes": ["a dog on grass", "a dog indoors"]}
     (root / "manifest.jsonl").write_text(json.dumps(record) + "\n")
     return root

@@ -221,7 +221,8 @@ def read_space_record(folder: Path) -> dict[str, Any] | None:
         try:
             record = json.load(handle)
         except ValueError as exc:
-            raise MirgError(f"{file}: not valid JSON ({exc}); rebuild the folder with `mirg data trajectories`") from None
+            raise MirgError(f"{file}: not valid JSON ({exc}); rebuild the folder with `mirg data trajectories`") \
+                from None
     problem = _record_problem(record, SPACES)
     if problem:
         raise MirgError(f"{file}: {problem}; rebuild the folder with `mirg data trajectories`")

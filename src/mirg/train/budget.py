@@ -220,7 +220,7 @@ def tokens_problem(over: list[SampleTokens], total: int, limits: Limits, file: P
             f"{limits.completion}")
     raise_it = f"raise --{limits.tokens_flag} to {need}, " if limits.tokens_flag else ""
     lower = "--max_pixels" + (" or --max_completion_length" if limits.completion else "")
-    cut = "TRL would cut them, image tokens included" if not limits.completion else "vLLM and the model cannot run them"
+    cut = "TRL would cut them, image tokens included" if not limits.completion else "generation cannot hold them"
     return (f"{file}: {len(over)} of {total} sample(s) {what} (the longest, record {worst.record} id {worst.id}: "
             f"{worst.total} {'tokens' if not limits.completion else 'prompt tokens'}, {worst.image} of them image "
             f"tokens from {worst.images} image(s)); {cut}: {raise_it}lower {lower}, or pass --drop_overlong to leave "
