@@ -43,6 +43,7 @@ def main() -> int:
 
     from mirg.errors import MirgError
     from mirg.models import adapter_for, resolve_model_path
+    from mirg.train.budget import count_tokens
     from mirg.train.common import load_processor_checked
     from mirg.train.data import load_stage_data
     from mirg.train.sft import add_length_column
@@ -51,11 +52,12 @@ def main() -> int:
         model = resolve_model_path(opts.model)
         adapter = adapter_for(model)
         processor = load_processor_checked(adapter, model)
-        dataset, _, _ = load_stage_data(opts.data, "sft", adapter.coords, adapter.family)
+        dataset, file, _ = load_stage_data(opts.data, "sft", adapter)
+        tokens = count_tokens(dataset.with_format(None).to_list(), processor, file.parent, "sft")
     except MirgError as exc:
         print(f"padding: {exc}", file=sys.stderr)
         return 2
-    raw = add_length_column(dataset, processor).with_format(None)
+    raw = add_length_column(dataset, [s.total for s in tokens]).with_format(None)
     lengths, images = list(raw["length"]), [len(paths) for paths in raw["images"]]
     generator = torch.Generator().manual_seed(opts.seed)
     shuffled = torch.randperm(len(lengths), generator=generator).tolist()

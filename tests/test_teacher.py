@@ -193,6 +193,7 @@ def test_only_verified_trajectories_land(tmp_path, serve, key_env, capsys):
     for row in sft:
         assert check_trajectory(samples[row["id"]], completion_text(row), CoordSpace("pixel")) is None
     assert len(read_jsonl(out / "rl.jsonl")) == 9
+    assert json.loads((out / "trajectories.json").read_text())["coords"] == "pixel"  # the space is recorded
     rejected = {r["id"]: r["reason"] for r in read_jsonl(out / "rejected.jsonl")}
     assert rejected == {"s001": "wrong image", "s002": "low iou", "s007": "unreadable reply", "s008": "reasoning"}
     expected_requests = {"s000": 1, "s001": 3, "s002": 3, "s003": 2, "s004": 2, "s005": 2, "s006": 2,

@@ -308,7 +308,7 @@ def test_sft_length_column_is_each_records_collated_length(tiny, trajectories, t
                                           str(tmp_path / "o"), "--train_sampling_strategy", "group_by_length",
                                           *QUIET], "sft")
     setup = prepare_run(args, "sft")
-    dataset = add_length_column(setup.dataset, setup.processor)
+    dataset = add_length_column(setup.dataset, [s.total for s in setup.tokens])
     trainer = build_sft_trainer(args, replace(setup, dataset=dataset))
     lengths = dataset.with_format(None)["length"]
     assert len(set(lengths)) > 1  # 2-4 images and answers of different lengths
@@ -316,10 +316,10 @@ def test_sft_length_column_is_each_records_collated_length(tiny, trajectories, t
         batch = trainer.data_collator([dataset[i]])
         assert int(batch["attention_mask"].sum()) == length
     assert add_length_column(dataset.remove_columns("length").add_column("length", [7] * len(dataset)),
-                             setup.processor).with_format(None)["length"] == [7] * len(dataset)  # its own is kept
+                             lengths).with_format(None)["length"] == [7] * len(dataset)  # its own is kept
     with pytest.raises(MirgError, match="record 2: 'length' must be a non-negative whole number"):
         add_length_column(dataset.remove_columns("length").add_column("length", [7, -1] + [7] * (len(dataset) - 2)),
-                          setup.processor)
+                          lengths)
 
 
 def test_sft_groups_batches_by_length(tiny, trajectories, tmp_path):
@@ -466,20 +466,41 @@ def test_grpo_under_accelerate_with_two_processes(warm_model, short_trajectories
 # -- recipes and dry runs ---------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def stage_one(tiny, tmp_path_factory) -> Path:
+    """The tiny model with its processor saved at the GPU recipes' pixel limits, as `mirg sft` saves its output at
+    its run's: what their GRPO recipes start from (colocated vLLM resizes images with the folder's processor)."""
+    from mirg.models import adapter_for
+
+    out = tmp_path_factory.mktemp("stage1") / "model"
+    shutil.copytree(tiny, out)
+    adapter_for(tiny).load_processor(tiny, max_pixels=401408).save_pretrained(str(out))
+    return out
+
+
 @pytest.mark.parametrize("recipe", STAGE_RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_recipe_dry_runs(recipe, tiny, trajectories, tmp_path, capsys):
-    out = tmp_path / "out"
-    code = main([recipe.stem, "--config", str(recipe), "--model", str(tiny), "--data", str(trajectories),
+def test_every_recipe_dry_runs(recipe, tiny, stage_one, trajectories, tmp_path, capsys):
+    """Each recipe on trajectories written for it (`--for-model --config`: the recipe's pixel limits)."""
+    data, out = tmp_path / "traj", tmp_path / "out"
+    assert main(["data", "trajectories", "--data", str(trajectories.parent / "synth"), "--out", str(data),
+                 "--for-model", str(tiny), "--config", str(recipe)]) == 0
+    gpu = "qwen2.5-vl" in recipe.parent.name
+    model = stage_one if gpu and recipe.stem == "grpo" else tiny
+    capsys.readouterr()
+    code = main([recipe.stem, "--config", str(recipe), "--model", str(model), "--data", str(data),
                  "--output_dir", str(out), "--dry-run"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     report = json.loads(printed[printed.index("{"):])
     assert report["family"] == "qwen2_5_vl" and report["records"] == 16
+    assert report["token_budget"]["samples"] == 16 and report["token_budget"]["over_limits"] == 0
     assert not out.exists()
-    if "qwen2.5-vl" in recipe.parent.name:
+    if gpu:
+        assert report["max_pixels"] == 401408
         assert any("GPU" in need for need in report["needs_at_run_time"])
         if recipe.stem == "grpo":
             assert any("vLLM" in need for need in report["needs_at_run_time"])
+            assert report["vllm"]["max_images"] == 6 and report["vllm"]["max_model_length"] == 5120
 
 
 def test_default_recipe_is_tiny_cpu_and_flags_override_it(tiny, trajectories, tmp_path):

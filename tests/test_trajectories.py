@@ -310,9 +310,10 @@ def test_files_have_the_exact_formats(dataset, tmp_path):
     assert [r["id"] for r in sft] == [r["id"] for r in rl] == list(samples)
     for row, rl_row in zip(sft, rl):
         s = samples[row["id"]]
-        assert set(row) == {"id", "task", "images", "prompt", "completion"}
+        assert set(row) == {"id", "task", "images", "image_sizes", "prompt", "completion"}
         assert row["prompt"] == rl_row["prompt"] == user_message(s.question, s.num_images, "norm1000")
         assert row["images"] == rl_row["images"]
+        assert row["image_sizes"] == rl_row["image_sizes"]
         for rel, size in zip(row["images"], s.image_sizes):
             assert not Path(rel).is_absolute()
             with Image.open(out / rel) as img:
@@ -323,6 +324,8 @@ def test_files_have_the_exact_formats(dataset, tmp_path):
         assert rl_row["target_image"] == s.target.image and rl_row["task"] == s.task
         assert rl_row["target_box"] == list(s.target.bbox)
         assert rl_row["image_sizes"] == [list(z) for z in s.image_sizes]
+    record = json.loads((out / "trajectories.json").read_text())
+    assert record == {"coords": "norm1000", "min_pixels": None, "max_pixels": None, "model": None}
     readme = (out / "README.md").read_text()
     assert "mode: template" in readme and "coords: norm1000" in readme and "detail: brief" in readme
     for task in TASKS:
@@ -585,3 +588,147 @@ def test_list_order_counts_template_lists_as_right_in_their_own_order_only(tmp_p
                  if len(objs) > 1 and by_label(objs) != left_to_right_by_centre(objs))
     assert differ > 0 and counts["left-to-right"]["order_right"] == lists - differ
     assert counts["left-to-right"]["labels_right"] == lists
+
+
+# -- the space the boxes are written in: recorded, taken from the model, checked by the runs --------------------
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = REPO / "tests" / "fixtures" / "mig-bench" / "images"
+RECIPE_7B_SFT = REPO / "recipes" / "qwen2.5-vl-7b" / "sft.yaml"
+RECIPE_7B_GRPO = REPO / "recipes" / "qwen2.5-vl-7b" / "grpo.yaml"
+
+
+@pytest.fixture(scope="module")
+def qwen25(tmp_path_factory) -> Path:
+    """A tiny Qwen2.5-VL whose saved processor resizes at min_pixels 3136, max_pixels 50176."""
+    out = tmp_path_factory.mktemp("model") / "qwen2_5_vl"
+    assert main(["model", "init-tiny", "--family", "qwen2_5_vl", "--out", str(out), "--size", "xs"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def photo_data(tmp_path_factory) -> Path:
+    """One sample on the two real photos: the target [100, 100, 500, 400] in the 900x616 one."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "images").mkdir()
+    for name in ("case076_1.jpg", "case076_2.jpg"):
+        (root / "images" / name).write_bytes((PHOTOS / name).read_bytes())
+    record = {"id": "p1", "task": "photo", "images": ["images/case076_1.jpg", "images/case076_2.jpg"],
+              "image_sizes": [[900, 616], [474, 739]], "question": "Find the dog of image 2 in image 1.",
+              "target": {"image": 1, "bbox": [100, 100, 500, 400]},
+              "objects": [[{"label": "dog", "bbox": [100, 100, 500, 400]}],
+                          [{"label": "dog", "bbox": [50, 60, 200, 300]}]],
+              "image_notes": ["a dog on grass", "a dog indoors"]}
+    (root / "manifest.jsonl").write_text(json.dumps(record) + "\n")
+    return root
+
+
+def answer_box(folder: Path) -> str:
+    """The box as the SFT text writes it."""
+    text = completion_text(read_jsonl(folder / "sft.jsonl")[0])
+    return re.search(r'"bbox_2d": (\[[^]]*\])', text).group(1)
+
+
+def dry_run(stage: str, recipe: Path, model: Path, data: Path, out: Path, *extra: str) -> int:
+    return main([stage, "--config", str(recipe), "--model", str(model), "--data", str(data), "--output_dir", str(out),
+                 "--dry-run", *extra])
+
+
+def one_line_error(capsys, code: int) -> str:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("mirg: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_boxes_at_other_pixel_limits_are_refused_by_the_run_and_for_model_writes_the_runs(qwen25, photo_data,
+                                                                                          tmp_path, capsys):
+    """`--coords resized` at the default max_pixels (12,845,056) writes [100, 100, 498, 400] on the 900x616 photo,
+    where the 7B recipe's model sees [84, 82, 420, 327] (max_pixels 401,408): both stages refuse those boxes in one
+    line, and `--for-model --config` writes the run's."""
+    default = tmp_path / "default"
+    assert main(["data", "trajectories", "--data", str(photo_data), "--out", str(default), "--coords", "resized"]) == 0
+    assert answer_box(default) == "[100, 100, 498, 400]"
+    capsys.readouterr()
+    for stage, recipe, extra in (("sft", RECIPE_7B_SFT, []),
+                                 ("grpo", RECIPE_7B_GRPO, ["--use_vllm", "false"])):  # (vLLM's check: test_budget.py)
+        err = one_line_error(capsys, dry_run(stage, recipe, qwen25, default, tmp_path / "o", *extra))
+        assert "resized pixels at min_pixels 3136, max_pixels 12845056" in err
+        assert "this run resizes images at min_pixels 3136, max_pixels 401408" in err and "--for-model" in err
+    assert not (tmp_path / "o").exists()
+
+    matched = tmp_path / "matched"
+    assert main(["data", "trajectories", "--data", str(photo_data), "--out", str(matched), "--for-model",
+                 str(qwen25), "--config", str(RECIPE_7B_SFT)]) == 0
+    assert answer_box(matched) == "[84, 82, 420, 327]"
+    record = json.loads((matched / "trajectories.json").read_text())
+    assert record == {"coords": "resized", "min_pixels": 3136, "max_pixels": 401408,
+                      "model": {"family": "qwen2_5_vl", "path": str(qwen25)}}
+    assert "for model: qwen2_5_vl" in (matched / "README.md").read_text()
+    capsys.readouterr()
+    assert dry_run("sft", RECIPE_7B_SFT, qwen25, matched, tmp_path / "o") == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_for_model_takes_the_limits_of_the_folder_then_the_recipe_then_the_flags(qwen25, photo_data, tmp_path):
+    def record(*flags: str) -> dict:
+        out = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
+        assert main(["data", "trajectories", "--data", str(photo_data), "--out", str(out), *flags]) == 0
+        return json.loads((out / "trajectories.json").read_text())
+
+    assert record("--for-model", str(qwen25))["max_pixels"] == 50176  # the folder's saved processor
+    assert record("--for-model", str(qwen25), "--config", str(RECIPE_7B_SFT))["max_pixels"] == 401408
+    flags = record("--for-model", str(qwen25), "--config", str(RECIPE_7B_SFT), "--max-pixels", "200704")
+    assert (flags["min_pixels"], flags["max_pixels"]) == (3136, 200704)
+    embedded = record("--for-model", "embedded")  # Qwen3-VL: 0-1000 boxes, which no pixel limit changes
+    assert embedded == {"coords": "norm1000", "min_pixels": None, "max_pixels": None,
+                        "model": {"family": "qwen3_vl", "path": "embedded"}}
+    assert record()["coords"] == "pixel"  # no model named: the default space, as before
+
+
+@pytest.mark.parametrize("flags, reason", [
+    (["--coords", "norm1000"], "--coords norm1000 disagrees with --for-model"),
+    (["--config", "missing.yaml"], "missing.yaml: no such file"),
+])
+def test_for_model_refusals_are_one_line(qwen25, photo_data, tmp_path, capsys, flags, reason):
+    code = main(["data", "trajectories", "--data", str(photo_data), "--out", str(tmp_path / "o"), "--for-model",
+                 str(qwen25), *flags])
+    assert reason in one_line_error(capsys, code)
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_needs_for_model_and_agreeing_coords_are_accepted(qwen25, photo_data, tmp_path, capsys):
+    code = main(["data", "trajectories", "--data", str(photo_data), "--out", str(tmp_path / "o"), "--config",
+                 str(RECIPE_7B_SFT)])
+    assert "--config takes the pixel limits of a model's run: it needs --for-model" in one_line_error(capsys, code)
+    assert main(["data", "trajectories", "--data", str(photo_data), "--out", str(tmp_path / "o"), "--for-model",
+                 str(qwen25), "--coords", "resized"]) == 0
+
+
+def test_a_folder_written_before_the_record_is_checked_by_its_prompts_with_one_warning(qwen25, tmp_path, capsys):
+    from train_fixtures import write_trajectories
+
+    old = write_trajectories(tmp_path / "old", n=2, coords="resized", max_pixels=50176, record=False)
+    capsys.readouterr()
+    assert dry_run("sft", REPO / "recipes" / "tiny-cpu" / "sft.yaml", qwen25, old, tmp_path / "o") == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no trajectories.json" in err and "pixel limits cannot be checked" in err
+    wrong = write_trajectories(tmp_path / "norm", n=2, coords="norm1000", record=False)
+    code = dry_run("sft", REPO / "recipes" / "tiny-cpu" / "sft.yaml", qwen25, wrong, tmp_path / "o")
+    assert "prompts ask for norm1000 boxes but qwen2_5_vl models answer in resized" in one_line_error(capsys, code)
+
+
+@pytest.mark.parametrize("record, reason", [
+    ('{"coords": "pixel", "min_pixels": null, "max_pixels": null, "model": null}',
+     "the boxes are in pixel coordinates but qwen2_5_vl models answer in resized"),
+    ('{"coords": "resized", "min_pixels": 3136', "not valid JSON"),
+    ('{"coords": "resized", "min_pixels": 3136, "max_pixels": "big"}', "resized boxes need whole numbers"),
+])
+def test_a_record_of_another_space_or_a_broken_one_is_refused(qwen25, tmp_path, capsys, record, reason):
+    from train_fixtures import write_trajectories
+
+    data = write_trajectories(tmp_path / "t", n=2, coords="resized", max_pixels=50176)
+    (data / "trajectories.json").write_text(record)
+    capsys.readouterr()
+    code = dry_run("grpo", REPO / "recipes" / "tiny-cpu" / "grpo.yaml", qwen25, data, tmp_path / "o")
+    assert reason in one_line_error(capsys, code)

@@ -2,7 +2,8 @@
 
 ``write_trajectories`` draws a few coloured shapes per PNG with PIL and writes ``sft.jsonl`` / ``rl.jsonl``
 in the format ``mirg data trajectories`` produces: prompts from ``mirg.prompts.user_message``, answers
-from ``mirg.answer.render_answer``, boxes converted to the model's coordinate space.
+from ``mirg.answer.render_answer``, boxes converted to the model's coordinate space, and the folder's record of that
+space (``trajectories.json``; ``record=False`` leaves it out, as folders written before it existed).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def write_trajectories(
     min_pixels: int = 3136,
     max_pixels: int = 50176,
     seed: int = 0,
+    record: bool = True,
 ) -> Path:
     """A trajectories folder with ``n`` samples of 2-4 images each; boxes in answers are in ``coords``."""
     rng = random.Random(seed)
@@ -69,6 +71,10 @@ def write_trajectories(
         rl.append({**base, "target_image": target, "target_box": obj["bbox"], "image_sizes": [list(s) for s in sizes]})
     _write_jsonl(folder / "sft.jsonl", sft)
     _write_jsonl(folder / "rl.jsonl", rl)
+    if record:
+        from mirg.data.trajectories import TrajectoryOptions, write_space_record
+
+        write_space_record(folder, TrajectoryOptions(space))
     return folder
 
 

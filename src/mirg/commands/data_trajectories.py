@@ -14,8 +14,15 @@ The reasoning (a) sums up each image from its image-level note, (b) names the re
 attributes from the object-level annotations, (c) decides the target image, says why and names it as
 "image k", (d) localises the object; then the answer, with boxes in --coords.
 
-Writes into OUT: sft.jsonl (id, task, images, prompt, completion), rl.jsonl (id, task, images, prompt,
-target_image, target_box, image_sizes) and README.md with counts per task. Image paths are relative to OUT.
+Writes into OUT: sft.jsonl (id, task, images, image_sizes, prompt, completion), rl.jsonl (id, task, images,
+prompt, target_image, target_box, image_sizes), trajectories.json (the coordinate space of the boxes, the pixel
+limits that define it and the model they were written for) and README.md with counts per task. Image paths are
+relative to OUT.
+
+Boxes must be written in the space the trained model will answer in. --for-model DIR (or embedded) takes it
+from the model: its family's space, and the pixel limits its run will resize images at: the folder's saved
+processor's, replaced by those of a training recipe given with --config, replaced by --min-pixels/--max-pixels.
+`mirg sft` and `mirg grpo` refuse trajectories whose recorded space or limits differ from their run's.
 
 --mode template is deterministic and offline. --mode teacher asks an OpenAI-compatible chat endpoint
 (images and annotations sent), keeps only replies that verify against the annotations (strict format,
@@ -48,12 +55,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="order of the objects in every list: left-to-right (by the box's centre) or label "
                    "(alphabetically by label, equal labels left to right; a small model reads it without "
                    "comparing positions) (default: left-to-right)")
-    p.add_argument("--coords", choices=SPACES, default="pixel",
-                   help="coordinate space of boxes in the text (default: pixel)")
-    p.add_argument("--min-pixels", type=int, default=QWEN_MIN_PIXELS, metavar="N",
-                   help=f"resized space: processor min_pixels (default {QWEN_MIN_PIXELS})")
-    p.add_argument("--max-pixels", type=int, default=QWEN_MAX_PIXELS, metavar="N",
-                   help=f"resized space: processor max_pixels (default {QWEN_MAX_PIXELS})")
+    p.add_argument("--for-model", metavar="DIR", help="write boxes in this model's space (a model folder, or "
+                   "'embedded'): its family's coordinate space and its processor's pixel limits")
+    p.add_argument("--config", metavar="RECIPE", help="with --for-model: the training recipe whose min_pixels/"
+                   "max_pixels the run will use (e.g. recipes/qwen2.5-vl-7b/sft.yaml)")
+    p.add_argument("--coords", choices=SPACES, default=None,
+                   help="coordinate space of boxes in the text (default: --for-model's, else pixel)")
+    p.add_argument("--min-pixels", type=int, default=None, metavar="N",
+                   help=f"resized space: processor min_pixels (default: --for-model's, else {QWEN_MIN_PIXELS})")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help=f"resized space: processor max_pixels (default: --for-model's, else {QWEN_MAX_PIXELS})")
     _teacher_arguments(p.add_argument_group("teacher mode"))
     p.set_defaults(func=run)
 
@@ -78,11 +89,13 @@ def _teacher_arguments(g: argparse._ArgumentGroup) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mirg.data.trajectories import TrajectoryOptions, build_template, check_detail, check_out_dir, load_dataset
+    from mirg.data.trajectories import (
+        TrajectoryOptions, build_template, check_detail, check_out_dir, coords_text, load_dataset, space_for,
+    )
     from mirg.errors import MirgError
-    from mirg.geometry import CoordSpace
 
-    opts = TrajectoryOptions(CoordSpace(args.coords, args.min_pixels, args.max_pixels), args.detail, args.order)
+    space, model = space_for(args.coords, args.min_pixels, args.max_pixels, args.for_model, args.config)
+    opts = TrajectoryOptions(space, args.detail, args.order, model)
     if args.mode == "teacher":
         config = _teacher_config(args)  # bad flags fail before any file is read
     dataset = load_dataset(args.data)
@@ -93,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "template":
         report = build_template(dataset, out, opts)
         print(f"wrote {sum(report.accepted.values())} trajectories for {len(dataset.samples)} samples -> {out}")
+        print(f"boxes in {coords_text(space)}{f' for {model[0]}' if model else ''} (recorded in trajectories.json)")
         return 0
     from mirg.data.teacher import REJECTED_FILE, run_teacher
 

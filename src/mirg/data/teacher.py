@@ -39,7 +39,7 @@ from mirg.schema import Sample
 from mirg.data.trajectories import (
     CACHE_FILE, README_FILE, REJECTED_FILE, RL_FILE, SFT_FILE, BuildReport, Dataset, Rejection, TrajectoryOptions,
     Warn, annotation_gaps, attributes_text, box_text, check_trajectory, image_paths, make_plan, note_text,
-    readme_text, rl_row, sft_row, stderr_warn, warn_gaps, write_jsonl, write_text,
+    readme_text, rl_row, sft_row, stderr_warn, warn_gaps, write_jsonl, write_space_record, write_text,
 )
 
 
@@ -359,6 +359,7 @@ def run_teacher(
     out.mkdir(parents=True, exist_ok=True)
     rl = [rl_row(s, image_paths(s, dataset.root, out), opts.coords.name) for s in dataset.samples]
     write_jsonl(out / RL_FILE, rl)
+    write_space_record(out, opts)
     cache = ReplyCache(out / CACHE_FILE)
     if cache.damaged:
         warn(f"{cache.damaged} damaged line(s) in {CACHE_FILE} skipped (a run was cut off while writing)")

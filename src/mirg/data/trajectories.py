@@ -20,8 +20,10 @@ Boxes in the text are written in the coordinate space the model will speak:
 [0.0, 0.0, 0.001, 0.001]
 
 Output folder (TRL reads the files as they are): ``sft.jsonl`` (``id``, ``task``, ``images``,
-``prompt``, ``completion``), ``rl.jsonl`` (``id``, ``task``, ``images``, ``prompt``, ``target_image``,
-``target_box``, ``image_sizes``) and ``README.md`` with the counts.
+``image_sizes``, ``prompt``, ``completion``), ``rl.jsonl`` (``id``, ``task``, ``images``, ``prompt``,
+``target_image``, ``target_box``, ``image_sizes``), ``trajectories.json`` (the coordinate space of the boxes, the
+pixel limits that define it and the model they were written for: what ``mirg sft``/``mirg grpo`` check against
+the run's model and recipe) and ``README.md`` with the counts.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ CHAIN_TARGET = "The target is the {label} in image {k}."
 #: How the objects of an image are ordered in every list: by the box's centre, left to right, or by label.
 ORDERS = ("left-to-right", "label")
 SFT_FILE, RL_FILE, README_FILE = "sft.jsonl", "rl.jsonl", "README.md"
+#: The folder's record of the space its boxes are written in (see :func:`space_record`).
+RECORD_FILE = "trajectories.json"
 CACHE_FILE, REJECTED_FILE = "teacher_cache.jsonl", "rejected.jsonl"  # teacher mode's reply cache and rejections
 #: IoU an answer's box must reach against the manifest's box for a trajectory to be kept.
 MIN_IOU = 0.5
@@ -93,6 +97,8 @@ class TrajectoryOptions:
     #: two objects whose centres are a few pixels apart make ambiguous
     #: (docs/lab-notes/embedded-base.md, runs V and W).
     order: str = "left-to-right"
+    #: The model the boxes are written for (``--for-model``): its family and the folder as the user named it.
+    model: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.detail not in DETAILS:
@@ -200,6 +206,109 @@ def format_box(box: Sequence[float], size: Sequence[int], space: CoordSpace) -> 
 def box_text(box: Sequence[float], size: Sequence[int], space: CoordSpace) -> str:
     """The box as it appears in reasoning text, e.g. ``[10, 12, 40, 44]``."""
     return json.dumps(format_box(box, size, space))
+
+
+# ----- the space the boxes are written in ----------------------------------------------------------
+
+
+def space_record(opts: TrajectoryOptions) -> dict[str, Any]:
+    """What ``trajectories.json`` says: the boxes' coordinate space, the pixel limits that define it and the model
+    the boxes were written for. Limits are recorded where they define the boxes (``resized``: the same photo's box
+    differs with them); the other spaces do not depend on them, and record None.
+
+    >>> space_record(TrajectoryOptions(CoordSpace("resized", 3136, 401408)))
+    {'coords': 'resized', 'min_pixels': 3136, 'max_pixels': 401408, 'model': None}
+    >>> space_record(TrajectoryOptions(CoordSpace("norm1000"), model=("qwen3_vl", "models/q3")))["min_pixels"] is None
+    True
+    """
+    space = opts.coords
+    resized = space.name == "resized"
+    model = {"family": opts.model[0], "path": opts.model[1]} if opts.model else None
+    return {"coords": space.name, "min_pixels": space.min_pixels if resized else None,
+            "max_pixels": space.max_pixels if resized else None, "model": model}
+
+
+def write_space_record(out: Path, opts: TrajectoryOptions) -> None:
+    write_text(out / RECORD_FILE, json.dumps(space_record(opts), indent=2) + "\n")
+
+
+def read_space_record(folder: Path) -> dict[str, Any] | None:
+    """The folder's ``trajectories.json`` (checked), or None for a folder written before there was one."""
+    from mirg.geometry import SPACES
+    from mirg.textfiles import open_text
+
+    file = folder / RECORD_FILE
+    if not file.is_file():
+        return None
+    with open_text(file) as handle:
+        try:
+            record = json.load(handle)
+        except ValueError as exc:
+            raise MirgError(f"{file}: not valid JSON ({exc}); rebuild the folder with `mirg data trajectories`") \
+                from None
+    problem = _record_problem(record, SPACES)
+    if problem:
+        raise MirgError(f"{file}: {problem}; rebuild the folder with `mirg data trajectories`")
+    return record
+
+
+def _record_problem(record: Any, spaces: Sequence[str]) -> str | None:
+    if not isinstance(record, dict) or record.get("coords") not in spaces:
+        return f"'coords' must be one of {', '.join(spaces)}"
+    if record["coords"] != "resized":
+        return None
+    low, high = record.get("min_pixels"), record.get("max_pixels")
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high))
+    if not whole or not 0 < low <= high:
+        return "resized boxes need whole numbers 0 < min_pixels <= max_pixels"
+    return None
+
+
+def recipe_pixel_limits(recipe: str | Path) -> tuple[int | None, int | None]:
+    """``min_pixels``/``max_pixels`` of a training recipe (None where it leaves them to the model folder)."""
+    import yaml
+
+    from mirg.textfiles import open_text
+
+    with open_text(recipe) as handle:
+        try:
+            values = yaml.safe_load(handle)
+        except yaml.YAMLError as exc:
+            raise MirgError(f"recipe {recipe}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise MirgError(f"recipe {recipe}: must be a mapping of option: value")
+    limits = values.get("min_pixels"), values.get("max_pixels")
+    if any(v is not None and (not isinstance(v, int) or isinstance(v, bool)) for v in limits):
+        raise MirgError(f"recipe {recipe}: min_pixels and max_pixels must be whole numbers, got {limits}")
+    return limits
+
+
+def space_for(coords: str | None = None, min_pixels: int | None = None, max_pixels: int | None = None,
+              model: str | None = None, recipe: str | Path | None = None) -> tuple[CoordSpace, tuple[str, str] | None]:
+    """The space trajectories are written in, and the model it was taken from.
+
+    Without ``model``: ``coords`` (default ``pixel``) and the given limits (default Qwen's published ones). With
+    ``model`` (a folder or ``embedded``): its family's space, and the pixel limits its run will use: the folder's
+    saved processor's, replaced by the ``recipe``'s, replaced by ``min_pixels``/``max_pixels``. A ``coords`` that
+    disagrees with the model's is refused.
+    """
+    from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
+
+    if model is None:
+        if recipe is not None:
+            raise MirgError("--config takes the pixel limits of a model's run: it needs --for-model")
+        low = QWEN_MIN_PIXELS if min_pixels is None else min_pixels
+        high = QWEN_MAX_PIXELS if max_pixels is None else max_pixels
+        return CoordSpace(coords or "pixel", low, high), None
+    from mirg.models import adapter_for, resolve_model_path
+
+    adapter = adapter_for(resolve_model_path(model))
+    if coords is not None and coords != adapter.coords:
+        raise MirgError(f"--coords {coords} disagrees with --for-model {model}: {adapter.family} models answer in "
+                        f"{adapter.coords}; leave --coords out")
+    low, high = recipe_pixel_limits(recipe) if recipe is not None else (None, None)
+    adapter = adapter.with_pixels(low, high).with_pixels(min_pixels, max_pixels)
+    return adapter.coord_space(), (adapter.family, str(model))
 
 
 # ----- annotations ---------------------------------------------------------------------------------
@@ -542,11 +651,13 @@ def _plain(value: float) -> int | float:
 
 
 def sft_row(sample: Sample, images: list[str], coords: str, text: str) -> dict[str, Any]:
-    """One ``sft.jsonl`` row: the prompt conversation and one assistant message."""
+    """One ``sft.jsonl`` row: the prompt conversation and one assistant message (and the images' sizes, so that a
+    run counts their tokens without opening them)."""
     return {
         "id": sample.id,
         "task": sample.task,
         "images": images,
+        "image_sizes": [list(s) for s in sample.image_sizes],
         "prompt": user_message(sample.question, sample.num_images, coords),
         "completion": [{"role": "assistant", "content": [{"type": "text", "text": text}]}],
     }
@@ -626,7 +737,7 @@ class BuildReport:
         return total
 
 
-def _coords_text(space: CoordSpace) -> str:
+def coords_text(space: CoordSpace) -> str:
     if space.name != "resized":
         return space.name
     return f"resized (min_pixels {space.min_pixels}, max_pixels {space.max_pixels})"
@@ -660,13 +771,15 @@ def _rejection_table(report: BuildReport) -> list[str]:
 
 def readme_text(report: BuildReport) -> str:
     """The output folder's README.md: settings, counts per task and, for teacher mode, rejections."""
+    model = report.opts.model
     lines = [
         "# Trajectories",
         "",
         f"Built by `mirg data trajectories` from `{report.source}`.",
         "",
         f"- mode: {report.mode}",
-        f"- coords: {_coords_text(report.opts.coords)}",
+        f"- coords: {coords_text(report.opts.coords)} (recorded in `{RECORD_FILE}`)",
+        f"- for model: {f'{model[0]} (`{model[1]}`)' if model else 'not named (no --for-model)'}",
         f"- detail: {report.opts.detail}",
         f"- `{SFT_FILE}`: {sum(report.accepted.values())} rows; `{RL_FILE}`: {len(report.samples)} rows",
     ]
@@ -700,5 +813,6 @@ def build_template(dataset: Dataset, out: Path, opts: TrajectoryOptions, warn: W
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / SFT_FILE, sft)
     write_jsonl(out / RL_FILE, rl)
+    write_space_record(out, opts)
     write_text(out / README_FILE, readme_text(report))
     return report

@@ -2,7 +2,8 @@
 
 A run is prepared (:func:`prepare_run`) the same way for a dry run and a real one, so a dry run catches
 everything that can be caught without loading weights: the recipe, the data columns and image files, the
-model folder and its processor, the coordinate space the data asks for, and what the run will need.
+model folder and its processor, the coordinate space and pixel limits the data was written in, every sample's
+tokens against the run's limits (:mod:`mirg.train.budget`), and what the run will need.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import monotonic  # the wall clock of time budgets (a test gives them a clock of its own)
 from pathlib import Path
 from typing import Any, Callable
 
 from mirg.errors import MirgError, first_line
 from mirg.models import ModelAdapter, adapter_for, resolve_model_path
-from mirg.train.data import load_stage_data
+from mirg.train.budget import SampleTokens, apply_limits, budget_report, count_tokens, run_limits
+from mirg.train.data import build_dataset, load_stage_records
 
 
 @dataclass
@@ -32,16 +34,46 @@ class RunSetup:
     data_file: Path
     num_records: int
     resume_from: str | None
+    #: Each kept record's tokens, in the dataset's order.
+    tokens: list[SampleTokens] = field(default_factory=list)
+    #: The token budget the dry run prints (:func:`mirg.train.budget.budget_report`).
+    budget: dict = field(default_factory=dict)
 
 
 def prepare_run(args, stage: str) -> RunSetup:
-    """Resolve and check the model folder, its processor and the data; find the checkpoint to resume."""
+    """Resolve and check the model folder, its processor and the data (its space, and every sample's tokens
+    against the run's limits); find the checkpoint to resume."""
     model_path = resolve_model_path(args.model)
     adapter = adapter_for(model_path).with_pixels(args.min_pixels, args.max_pixels)
     adapter.check_folder(model_path)
     processor = load_processor_checked(adapter, model_path)
-    dataset, file, count = load_stage_data(args.data, stage, adapter.coords, adapter.family, args.max_samples)
-    return RunSetup(stage, model_path, adapter, processor, dataset, file, count, checkpoint_to_resume(args))
+    records, file = load_stage_records(args.data, stage, adapter, args.max_samples)
+    tokens, budget = fit_budget(args, stage, records, file, processor, model_path)
+    records = [records[s.record - 1] for s in tokens]
+    dataset = build_dataset(records, file.parent)
+    return RunSetup(stage, model_path, adapter, processor, dataset, file, len(records), checkpoint_to_resume(args),
+                    tokens, budget)
+
+
+def fit_budget(args, stage: str, records: list[dict], file: Path, processor, model_path: Path):
+    """The samples that fit the run's limits (refused in one line, or with ``drop_overlong`` left out and counted)
+    and the token budget; a dry run prints the budget also when it refuses the data."""
+    limits = run_limits(args, stage, model_path)
+    counted = count_tokens(records, processor, file.parent, stage)
+    try:
+        kept = apply_limits(counted, limits, file, getattr(args, "drop_overlong", False))
+    except MirgError:
+        if args.dry_run:
+            print_budget(budget_report(counted, limits, stage))
+        raise
+    budget = budget_report(counted, limits, stage, dropped=len(counted) - len(kept))
+    return [counted[i] for i in kept], budget
+
+
+def print_budget(budget: dict) -> None:
+    if os.environ.get("RANK", "0") == "0":
+        print("dry run: token budget of the data, before the run's limits refuse it")
+        print(json.dumps({"token_budget": budget}, indent=2))
 
 
 def checkpoint_to_resume(args) -> str | None:
@@ -153,6 +185,7 @@ def dry_run_report(args, setup: RunSetup) -> dict:
         "max_pixels": setup.adapter.max_pixels,
         "data": str(setup.data_file),
         "records": setup.num_records,
+        "token_budget": setup.budget,
         "output_dir": args.output_dir,
         "resume_from": setup.resume_from,
         "needs_at_run_time": needs,

@@ -37,6 +37,7 @@ class MirgArguments:
         use_lora / lora_*: Train LoRA adapters instead of all weights.
         min_pixels / max_pixels: Image processor limits (Qwen); they also define the ``resized`` space.
         max_samples: Use only the first N records of the data file.
+        drop_overlong: Leave out (and count) samples over the run's token or image limits instead of refusing.
         resume: Continue from the last whole checkpoint in ``output_dir``.
         dry_run: Check recipe, data and model folder, then stop before loading weights or training.
         max_minutes: Stop training after this many minutes of wall time.
@@ -75,6 +76,12 @@ class MirgArguments:
     )
     max_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N records of the data file (quick runs)."}
+    )
+    drop_overlong: bool = field(
+        default=False,
+        metadata={"help": "Leave out, and count, the samples over the run's limits (SFT: max_length; GRPO: the prompt "
+                          "plus max_completion_length over the context, and with vLLM more images than "
+                          "vllm_max_images) instead of refusing the data. A sample is never cut."},
     )
     resume: bool = field(
         default=False, metadata={"help": "Continue from the last whole checkpoint in --output_dir (one a run killed "
@@ -214,9 +221,16 @@ class GRPOArguments(MirgArguments, GRPOConfig):
     report_to: None | str | list[str] = field(
         default="tensorboard", metadata={"help": "Where to log: tensorboard (default), none, wandb, ..."}
     )
+    vllm_max_images: int | None = field(
+        default=None,
+        metadata={"help": "With --use_vllm: the most images one prompt may hold, what a vLLM server is started with "
+                          "(--limit-mm-per-prompt); the data is checked against it (unset: not checked; TRL's "
+                          "colocate mode leaves vLLM at its default of 999)."},
+    )
 
     def __post_init__(self):
-        check_at_least(self, 1, ("max_completion_length", "num_iterations"))
+        check_at_least(self, 1, ("max_completion_length", "num_iterations", "vllm_max_images",
+                                 "vllm_max_model_length"))
         check_at_least(self, 0, ("beta",))
         if not self.temperature > 0:  # also refuses nan: completions are sampled at this temperature
             raise MirgError(f"--temperature must be positive (completions are sampled), got {self.temperature}")
@@ -479,7 +493,7 @@ def print_short_help(parser: TrlParser, cls, stage: str) -> None:
         "TrainingArguments is an option too, spelled with dashes or with underscores as in their documentation: "
         f"`mirg {stage} --help-all` lists them all.")
     short.add_argument("--config", metavar="RECIPE", help="YAML recipe: defaults for every option (flags override it)")
-    for title, names in ((f"mirg's options", mirg_fields(cls)), ("most used TRL options", COMMON_TRL_OPTIONS[stage])):
+    for title, names in (("mirg's options", mirg_fields(cls)), ("most used TRL options", COMMON_TRL_OPTIONS[stage])):
         group = short.add_argument_group(title)
         for name in names:
             action = actions.get(name)

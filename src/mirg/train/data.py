@@ -2,7 +2,9 @@
 
 Records keep image *paths*; the pixels are read only when a row is fetched for a batch (a ``datasets``
 transform), so a large dataset never sits in memory as images. Every record is checked up front: a
-missing column names the column, the file and the line; a missing image file names the path.
+missing column names the column, the file and the line; a missing image file names the path. The space the
+folder's boxes are written in (its ``trajectories.json``) must be the run's: the model family's coordinate space
+and, for ``resized`` boxes, the pixel limits the run's processor resizes images at.
 """
 
 from __future__ import annotations
@@ -129,6 +131,44 @@ def check_coords(records: list[dict], coords: str, file: Path, family: str) -> N
         )
 
 
+def check_space(records: list[dict], file: Path, adapter) -> None:
+    """Fail when the folder's recorded space (``trajectories.json``) is not the run's: another coordinate space than
+    ``adapter``'s family answers in, or ``resized`` boxes written at other pixel limits than the run resizes at (the
+    same photo's box differs with them). A folder written before the record existed is checked by its prompts'
+    instruction alone, and said so once where that leaves something unchecked."""
+    from mirg.data.trajectories import RECORD_FILE, read_space_record
+
+    check_coords(records, adapter.coords, file, adapter.family)
+    record = read_space_record(file.parent)
+    if record is None:
+        if adapter.coords == "resized" or prompt_coords(records[0]["prompt"]) is None:
+            warn(f"{file.parent}: no {RECORD_FILE}, so the space of its boxes is read from the prompts and their "
+                 "pixel limits cannot be checked; rebuild it with `mirg data trajectories --for-model MODEL` to "
+                 "record them")
+        return
+    where = file.parent / RECORD_FILE
+    if record["coords"] != adapter.coords:
+        raise MirgError(f"{where}: the boxes are in {record['coords']} coordinates but {adapter.family} models "
+                        f"answer in {adapter.coords}; rebuild the trajectories with `mirg data trajectories "
+                        "--for-model MODEL`")
+    written, run = (record["min_pixels"], record["max_pixels"]), (adapter.min_pixels, adapter.max_pixels)
+    if adapter.coords == "resized" and written != run:
+        raise MirgError(f"{where}: the boxes are in resized pixels at min_pixels {written[0]}, max_pixels "
+                        f"{written[1]} but this run resizes images at min_pixels {run[0]}, max_pixels {run[1]}; "
+                        f"rebuild them with `mirg data trajectories --for-model MODEL --min-pixels {run[0]} "
+                        f"--max-pixels {run[1]}` (or --config RECIPE), or run with --min_pixels {written[0]} "
+                        f"--max_pixels {written[1]}")
+
+
+def warn(message: str) -> None:
+    """A warning on standard error, once per run (the main process's, under ``accelerate launch``)."""
+    import os
+    import sys
+
+    if os.environ.get("RANK", "0") == "0":
+        print(f"mirg: warning: {message}", file=sys.stderr)
+
+
 def image_loader(root: Path):
     """A ``datasets`` transform that turns the ``images`` column's relative paths into RGB PIL images."""
 
@@ -155,9 +195,15 @@ def build_dataset(records: list[dict], root: Path):
     return dataset.with_transform(image_loader(root))
 
 
-def load_stage_data(data_dir: str | Path, stage: str, coords: str, family: str, limit: int | None = None):
-    """Checked records of the stage's file as a lazily-loading dataset, plus the file path and count."""
+def load_stage_records(data_dir: str | Path, stage: str, adapter, limit: int | None = None) -> tuple[list[dict], Path]:
+    """Checked records of the stage's file (columns, image files, the space of their boxes) and the file's path."""
     file = data_file(data_dir, stage)
     records = read_records(file, STAGE_COLUMNS[stage], limit)
-    check_coords(records, coords, file, family)
+    check_space(records, file, adapter)
+    return records, file
+
+
+def load_stage_data(data_dir: str | Path, stage: str, adapter, limit: int | None = None):
+    """Checked records of the stage's file as a lazily-loading dataset, plus the file path and count."""
+    records, file = load_stage_records(data_dir, stage, adapter, limit)
     return build_dataset(records, file.parent), file, len(records)

@@ -13,8 +13,8 @@ written) W times in that loss, on every device; the sum stays divided by the com
 
 ``--train_sampling_strategy group_by_length`` (transformers' length-grouped sampler) batches records of
 similar length, so less of each batch is padding: records carry no token ids before the collator runs, so
-:func:`add_length_column` gives each its chat-templated length with the images' tokens (what the first
-image costs, so exact where images share a size) unless the data has a ``length`` column of its own.
+:func:`add_length_column` gives each the length the run counted (its chat-templated text with every image's
+tokens, :mod:`mirg.train.budget`) unless the data has a ``length`` column of its own.
 """
 
 from __future__ import annotations
@@ -97,18 +97,10 @@ def check_decision_prefix(args: SFTArguments, dataset) -> None:
 LENGTH_SAMPLERS = ("group_by_length", "batch_rebalance")
 
 
-def image_token_count(processor, image) -> int:
-    """How many tokens the processor turns one image into (its image placeholder expanded)."""
-    token = getattr(processor, "image_token", None)
-    if token is None:
-        return 1
-    return len(processor(text=[token], images=[image], return_tensors=None)["input_ids"][0])
-
-
-def add_length_column(dataset, processor, column: str = "length"):
-    """``dataset`` with ``column``: each record's tokens, its chat-templated prompt and completion with every
-    image placeholder expanded to what the first record's first image costs (exact where images share a size).
-    Kept as it is if it has ``column`` (which must then hold a non-negative whole number for every record)."""
+def add_length_column(dataset, lengths: list[int], column: str = "length"):
+    """``dataset`` with ``column``: each record's tokens as the collator will make them (``lengths``, the run's count:
+    :func:`mirg.train.budget.count_tokens`, every image at its own size). Kept as it is if it has ``column`` (which
+    must then hold a non-negative whole number for every record)."""
     from mirg.errors import MirgError
 
     raw = dataset.with_format(None)
@@ -118,12 +110,7 @@ def add_length_column(dataset, processor, column: str = "length"):
             raise MirgError(f"record {bad + 1}: {column!r} must be a non-negative whole number (the length to group "
                             f"by), got {raw[column][bad]!r}")
         return dataset
-    texts = [processor.apply_chat_template(p + c, tokenize=False) for p, c in zip(raw["prompt"], raw["completion"])]
-    text_tokens = [len(ids) for ids in processor.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    counts = [len(paths) for paths in raw["images"]]
-    first = next((i for i, n in enumerate(counts) if n), None)
-    extra = 0 if first is None else image_token_count(processor, dataset[first]["images"][0]) - 1
-    return dataset.add_column(column, [t + extra * n for t, n in zip(text_tokens, counts)])
+    return dataset.add_column(column, list(lengths))
 
 
 def completion_loss_trainer_class():
@@ -219,7 +206,7 @@ def run_sft(args: SFTArguments) -> Path | dict:
         from mirg.errors import MirgError
 
         try:
-            setup.dataset = add_length_column(setup.dataset, setup.processor, args.length_column_name)
+            setup.dataset = add_length_column(setup.dataset, [s.total for s in setup.tokens], args.length_column_name)
         except MirgError as exc:
             raise MirgError(f"{setup.data_file}: {exc}") from None
     check_decision_prefix(args, setup.dataset)
