@@ -79,7 +79,7 @@ def test_sft_step_over_max_length_is_refused_in_one_line_not_cut_through_image_t
     code = sft_3b(tiny, photos, out, "--max_length", "256", "--max_steps", "1", *CPU)
     err = one_line_error(capsys, code)
     assert "2 of 2 sample(s) are longer than max_length 256" in err
-    assert "1750 of them image tokens from 4 image(s)" in err and "--drop_overlong" in err
+    assert "1750 of them image tokens from 4 image(s)" in err and "--drop-overlong" in err
     assert not out.exists()
 
 
@@ -229,7 +229,7 @@ def test_grpo_dry_run_refuses_prompts_over_the_vllm_context(stage_one, photos, t
     code = grpo_3b(stage_one, photos, tmp_path / "run", "--vllm_max_model_length", "2048")
     err = one_line_error(capsys, code)
     assert "need more than vllm_max_model_length 2048 tokens with max_completion_length 1024" in err
-    assert "raise --vllm_max_model_length to" in err
+    assert "raise --vllm-max-model-length to" in err
     capsys.readouterr()
     assert grpo_3b(stage_one, photos, tmp_path / "run") == 0  # the recipe's 5120
     report = printed_json(capsys.readouterr().out)

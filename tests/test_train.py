@@ -192,7 +192,7 @@ def test_sft_cooldown_under_a_time_budget_is_repeated_by_its_step_count(tiny, tr
 
 def test_sft_cooldown_outside_zero_to_one_is_refused(tiny, trajectories, tmp_path, capsys):
     assert sft(tiny, trajectories, tmp_path / "o", "--max_steps", "2", "--lr_cooldown", "1", *QUIET) == 2
-    assert "--lr_cooldown is a fraction" in capsys.readouterr().err
+    assert "--lr-cooldown is a fraction" in capsys.readouterr().err
     assert sft(tiny, trajectories, tmp_path / "o", "--max_steps", "2", "--lr_cooldown", "0.5", "--lr_scheduler_type",
                "reduce_lr_on_plateau", "--eval_strategy", "steps", "--eval_steps", "1", *QUIET) == 2
     assert "reduce_lr_on_plateau is not one" in capsys.readouterr().err
@@ -286,10 +286,10 @@ def test_sft_decision_weight_multiplies_the_loss_of_the_decision_sentence_only(t
 
 
 @pytest.mark.parametrize("flags, reason", [
-    (["--decision_weight", "0"], "--decision_weight must be a positive number, got 0.0"),
+    (["--decision_weight", "0"], "--decision-weight must be a positive number, got 0.0"),
     (["--decision_weight", "2", "--decision_prefix", "The target is the"],
-     "no completion holds --decision_prefix 'The target is the'"),
-    (["--decision_weight", "2", "--use_lora", "true"], "does not combine with --use_lora"),
+     "no completion holds --decision-prefix 'The target is the'"),
+    (["--decision_weight", "2", "--use_lora", "true"], "does not combine with --use-lora"),
 ])
 def test_sft_decision_weight_refusals(tiny, trajectories, tmp_path, capsys, flags, reason):
     code = sft(tiny, trajectories, tmp_path / "o", *flags)
@@ -605,7 +605,7 @@ def test_output_dir_that_is_a_file_or_someone_elses_folder_is_refused_before_loa
     (tmp_path / "o").write_text("not a folder")
     code = sft(tiny, trajectories, tmp_path / "o")
     err = capsys.readouterr().err
-    assert code == 2 and f"--output_dir {tmp_path / 'o'} is a file, not a folder" in err
+    assert code == 2 and f"--out {tmp_path / 'o'} is a file, not a folder" in err
     assert "Loading weights" not in err
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "README.md").write_text("my project")
@@ -634,7 +634,7 @@ def test_data_in_another_coordinate_space(tiny, tmp_path, capsys):
 
 def test_reward_weights_must_match_rewards(tiny, trajectories, tmp_path, capsys):
     code = grpo(tiny, trajectories, tmp_path / "o", "--rewards", "format,image", "--reward_weights", "1,1,1")
-    assert "--reward_weights has 3 value(s)" in one_line_error(capsys, code, tmp_path / "o")
+    assert "--reward-weights has 3 value(s)" in one_line_error(capsys, code, tmp_path / "o")
 
 
 def test_resume_without_checkpoint(tiny, trajectories, tmp_path, capsys):
@@ -719,9 +719,10 @@ def test_stage_help_lists_trl_and_mirg_options(capsys):
         main(["grpo", "--help"])
     assert stop.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--num_generations", "--beta", "--loss_type", "--vllm_mode", "--rewards", "--object_reward_mode",
-                   "--freeze_vision", "--use_lora", "--dry_run", "--resume", "--max_pixels"):
+    for option in ("--num-generations", "--beta", "--vllm-mode", "--rewards", "--object-reward-mode",
+                   "--freeze-vision", "--use-lora", "--dry-run", "--resume", "--max-pixels"):
         assert option in text, option
+
 
 
 def test_config_errors_are_mirg_errors(tmp_path):

@@ -50,12 +50,12 @@ class DemoPlan:
     #: (docs/lab-notes/stage-2-ablation.md).
     sft_lr: float = 2e-3
     #: Stage 1's learning rate falls linearly to zero over this last fraction of its time (``mirg sft
-    #: --lr_cooldown``; 0: constant to the end). At the constant 2e-3 the steps are too large to settle: cooled over
+    #: --lr-cooldown``; 0: constant to the end). At the constant 2e-3 the steps are too large to settle: cooled over
     #: the last 30% the same 9 minutes give 60.9% against 54.2% (three seeds, 2,000 held-out samples each;
     #: docs/lab-notes/demo.md, "Stage 1 cooled down").
     sft_cooldown: float = 0.3
     grpo_lr: float = 5e-5
-    #: Stage 1's loss weight on the decision sentence's tokens (``mirg sft --decision_weight``); None:
+    #: Stage 1's loss weight on the decision sentence's tokens (``mirg sft --decision-weight``); None:
     #: CHAIN_DECISION_WEIGHT with ``chain`` trajectories, the only detail that writes that sentence, else 1.
     decision_weight: float | None = None
     batch_size: int = 16

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 
 USAGE = {
-    "sft": "mirg sft --config RECIPE.yaml [--model DIR] [--data DIR] [--output_dir DIR] [--max_steps N] "
+    "sft": "mirg sft --config RECIPE.yaml [--model DIR] [--data DIR] [--out DIR] [--max-steps N] "
     "[--<any config field> V] [--dry-run] [--resume]  (mirg sft --help lists every option)",
-    "grpo": "mirg grpo --config RECIPE.yaml [--model DIR] [--data DIR] [--output_dir DIR] [--max_steps N] "
-    "[--rewards format,image,object] [--reward_weights 1,1,1] [--object_reward_mode iou|iou@T|piecewise] "
+    "grpo": "mirg grpo --config RECIPE.yaml [--model DIR] [--data DIR] [--out DIR] [--max-steps N] "
+    "[--rewards format,image,object] [--reward-weights 1,1,1] [--object-reward-mode iou|iou@T|piecewise] "
     "[--<any config field> V] [--dry-run] [--resume]  (mirg grpo --help lists every option)",
 }
 HELP = {

@@ -218,12 +218,12 @@ def tokens_problem(over: list[SampleTokens], total: int, limits: Limits, file: P
     what = (f"are longer than {limits.tokens_name} {limits.tokens}" if not limits.completion else
             f"need more than {limits.tokens_name} {limits.tokens} tokens with max_completion_length "
             f"{limits.completion}")
-    raise_it = f"raise --{limits.tokens_flag} to {need}, " if limits.tokens_flag else ""
-    lower = "--max_pixels" + (" or --max_completion_length" if limits.completion else "")
+    raise_it = f"raise --{limits.tokens_flag.replace('_', '-')} to {need}, " if limits.tokens_flag else ""
+    lower = "--max-pixels" + (" or --max-completion-length" if limits.completion else "")
     cut = "TRL would cut them, image tokens included" if not limits.completion else "generation cannot hold them"
     return (f"{file}: {len(over)} of {total} sample(s) {what} (the longest, record {worst.record} id {worst.id}: "
             f"{worst.total} {'tokens' if not limits.completion else 'prompt tokens'}, {worst.image} of them image "
-            f"tokens from {worst.images} image(s)); {cut}: {raise_it}lower {lower}, or pass --drop_overlong to leave "
+            f"tokens from {worst.images} image(s)); {cut}: {raise_it}lower {lower}, or pass --drop-overlong to leave "
             "them out")
 
 
@@ -231,8 +231,8 @@ def images_problem(over: list[SampleTokens], total: int, limits: Limits, file: P
     most = max(s.images for s in over)
     first = over[0]
     return (f"{file}: {len(over)} of {total} sample(s) hold more images than {limits.images_name} {limits.images} "
-            f"(record {first.record} id {first.id}: {first.images}); raise --{limits.images_name} to {most} (a vLLM "
-            f"server then needs --limit-mm-per-prompt '{{\"image\": {most}}}'), or pass --drop_overlong to leave "
+            f"(record {first.record} id {first.id}: {first.images}); raise --{limits.images_name.replace('_', '-')} to {most} (a vLLM "
+            f"server then needs --limit-mm-per-prompt '{{\"image\": {most}}}'), or pass --drop-overlong to leave "
             "them out")
 
 
@@ -253,7 +253,7 @@ def apply_limits(samples: list[SampleTokens], limits: Limits, file: Path, drop: 
         from mirg.train.data import warn
 
         warn(f"{file}: left out {len(left_out)} of {len(samples)} sample(s) over the run's limits "
-             f"({json.dumps(limits.describe())[1:-1]}; --drop_overlong)")
+             f"({json.dumps(limits.describe())[1:-1]}; --drop-overlong)")
     return [i for i, s in enumerate(samples) if s.record not in left_out]
 
 

@@ -77,19 +77,19 @@ def print_budget(budget: dict) -> None:
 
 
 def checkpoint_to_resume(args) -> str | None:
-    """``--resume``: the last whole checkpoint in ``--output_dir``; ``--resume_from_checkpoint DIR`` (the trainer's
+    """``--resume``: the last whole checkpoint in ``--out``; ``--resume-from-checkpoint DIR`` (the trainer's
     own option): that one, once checked; neither: None."""
     named = getattr(args, "resume_from_checkpoint", None)
     if not named:
         return find_checkpoint(args.output_dir) if args.resume else None
     if args.resume:
-        raise MirgError("give --resume (the last checkpoint in --output_dir) or --resume_from_checkpoint DIR, not both")
+        raise MirgError("give --resume (the last checkpoint in --out) or --resume-from-checkpoint DIR, not both")
     checkpoint = Path(named)
     if not checkpoint.is_dir():
-        raise MirgError(f"--resume_from_checkpoint {checkpoint}: no such folder")
+        raise MirgError(f"--resume-from-checkpoint {checkpoint}: no such folder")
     problem = checkpoint_problem(checkpoint)
     if problem is not None:
-        raise MirgError(f"--resume_from_checkpoint {checkpoint}: not a whole checkpoint ({problem})")
+        raise MirgError(f"--resume-from-checkpoint {checkpoint}: not a whole checkpoint ({problem})")
     return str(checkpoint)
 
 
@@ -211,7 +211,7 @@ def freeze_vision(model, adapter: ModelAdapter) -> int:
     """Stop gradients into the vision tower; returns how many tensors were frozen (0 is an error)."""
     params = adapter.vision_parameters(model)
     if not params:
-        raise MirgError(f"--freeze_vision: no parameters under {', '.join(adapter.vision_module_prefixes)}")
+        raise MirgError(f"--freeze-vision: no parameters under {', '.join(adapter.vision_module_prefixes)}")
     for _, param in params:
         param.requires_grad_(False)
     return len(params)
@@ -286,7 +286,7 @@ class LinearCooldown:
         :meth:`factor`."""
         rules = getattr(scheduler, "lr_lambdas", None)
         if rules is None:
-            raise MirgError(f"--lr_cooldown needs a transformers learning-rate schedule, got {type(scheduler).__name__}")
+            raise MirgError(f"--lr-cooldown needs a transformers learning-rate schedule, got {type(scheduler).__name__}")
         scheduler.lr_lambdas = [lambda step, rule=rule: rule(step) * self.factor(step) for rule in rules]
 
 
@@ -319,7 +319,7 @@ def wall_clock_callback(minutes: float, cooldown: float = 0.0):
     With ``cooldown`` (a fraction), the learning rate falls linearly to zero over the last part of the run:
     at the first step s0 with ``cooldown`` of the time left, the run's end is set at step
     N = round(s0 / (1 - cooldown)), the steps the pace so far predicts, and training ends there (so that
-    ``--max_steps N`` with the same cool-down repeats it; a cool-down taking twice its share of the time is cut
+    ``--max-steps N`` with the same cool-down repeats it; a cool-down taking twice its share of the time is cut
     at that point).
     """
     from transformers import TrainerCallback
@@ -347,7 +347,7 @@ def wall_clock_callback(minutes: float, cooldown: float = 0.0):
 
 
 #: What the progress line shows of the trainer's logs, in this order, and how it names each (the rest stays in
-#: trainer_state.json and the ``--report_to`` loggers).
+#: trainer_state.json and the ``--report-to`` loggers).
 PROGRESS_KEYS = (("loss", "loss"), ("mean_token_accuracy", "acc"), ("reward", "reward"),
                  ("rewards/format_reward/mean", "format"), ("rewards/image_reward/mean", "image"),
                  ("rewards/object_reward/mean", "object"))
@@ -425,8 +425,8 @@ def progress_callback(stage: str, minutes: float | None = None):
 
 def build_checked(stage: str, make: Callable[[], Any]) -> Any:
     """The trainer ``make`` builds. TRL and transformers check their options as the trainer is built: an option
-    combination they refuse (``--eval_strategy steps`` without an evaluation set) or an optional package a
-    ``--report_to`` needs ends in one line here, not a traceback."""
+    combination they refuse (``--eval-strategy steps`` without an evaluation set) or an optional package a
+    ``--report-to`` needs ends in one line here, not a traceback."""
     try:
         return make()
     except MirgError:
@@ -437,7 +437,7 @@ def build_checked(stage: str, make: Callable[[], Any]) -> Any:
         if not from_network(exc):
             raise
         raise MirgError(f"cannot build the {stage} trainer: the Hugging Face Hub is out of reach "
-                        f"({type(exc).__name__}: {first_line(exc)}); --push_to_hub needs it") from None
+                        f"({type(exc).__name__}: {first_line(exc)}); --push-to-hub needs it") from None
 
 
 def from_network(exc: BaseException) -> bool:

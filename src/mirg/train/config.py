@@ -84,7 +84,7 @@ class MirgArguments:
                           "vllm_max_images) instead of refusing the data. A sample is never cut."},
     )
     resume: bool = field(
-        default=False, metadata={"help": "Continue from the last whole checkpoint in --output_dir (one a run killed "
+        default=False, metadata={"help": "Continue from the last whole checkpoint in --out (one a run killed "
                                  "while saving left damaged is passed over, and named; error if none)."}
     )
     dry_run: bool = field(
@@ -99,9 +99,9 @@ class MirgArguments:
     lr_cooldown: float = field(
         default=0.0,
         metadata={"help": "Fraction of the run, at its end, over which the learning rate falls linearly to zero "
-                          "(on top of --lr_scheduler_type; 0: off). With --max_minutes it begins when that "
+                          "(on top of --lr-scheduler-type; 0: off). With --max-minutes it begins when that "
                           "fraction of the time is left and lasts the steps the pace so far predicts; training "
-                          "ends with it, and --max_steps of that many steps repeats the run."},
+                          "ends with it, and --max-steps of that many steps repeats the run."},
     )
 
     def __post_init__(self):
@@ -110,11 +110,11 @@ class MirgArguments:
         if self.data is None:
             raise MirgError("no data: pass --data DIR (a trajectories folder) or set `data:` in the recipe")
         if self.max_samples is not None and self.max_samples < 1:
-            raise MirgError(f"--max_samples must be at least 1, got {self.max_samples}")
+            raise MirgError(f"--max-samples must be at least 1, got {self.max_samples}")
         if self.max_minutes is not None and self.max_minutes <= 0:
-            raise MirgError(f"--max_minutes must be positive, got {self.max_minutes}")
+            raise MirgError(f"--max-minutes must be positive, got {self.max_minutes}")
         if not 0 <= self.lr_cooldown < 1:
-            raise MirgError(f"--lr_cooldown is a fraction of the run from 0 (off) to below 1, got {self.lr_cooldown}")
+            raise MirgError(f"--lr-cooldown is a fraction of the run from 0 (off) to below 1, got {self.lr_cooldown}")
         if self.output_dir:
             check_output_dir(Path(self.output_dir))
         check_at_least(self, 1, ("per_device_train_batch_size", "per_device_eval_batch_size",
@@ -127,7 +127,7 @@ class MirgArguments:
             setattr(self, name, value)
         schedule = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
         if self.lr_cooldown and schedule == "reduce_lr_on_plateau":
-            raise MirgError("--lr_cooldown scales a schedule by step; reduce_lr_on_plateau is not one")
+            raise MirgError("--lr-cooldown scales a schedule by step; reduce_lr_on_plateau is not one")
 
     def _defer_gpu_only_options(self) -> dict:
         """Without a GPU: mixed precision defaults to off, and a dry run checks a GPU recipe with it off.
@@ -152,7 +152,7 @@ def check_output_dir(out: Path) -> None:
     someone's folder, whose README.md the run's model card would overwrite."""
     from mirg.folders import check_output_folder
 
-    check_output_folder(out, "--output_dir", ["config.json", "trainer_state.json", "runs", "checkpoint-*"],
+    check_output_folder(out, "--out", ["config.json", "trainer_state.json", "runs", "checkpoint-*"],
                         "its weights and a README.md model card")
 
 
@@ -186,7 +186,7 @@ class SFTArguments(MirgArguments, SFTConfig):
     )
     decision_weight: float = field(
         default=1.0,
-        metadata={"help": "Loss weight of the decision: the tokens after --decision_prefix up to the next full stop "
+        metadata={"help": "Loss weight of the decision: the tokens after --decision-prefix up to the next full stop "
                           "(the target's label and image in a chain trajectory), against 1 for every other "
                           "completion token; the loss stays divided by the token count (1: TRL's loss)."},
     )
@@ -201,9 +201,9 @@ class SFTArguments(MirgArguments, SFTConfig):
 
         if not (isinstance(self.decision_weight, (int, float)) and math.isfinite(self.decision_weight)
                 and self.decision_weight > 0):
-            raise MirgError(f"--decision_weight must be a positive number, got {self.decision_weight}")
+            raise MirgError(f"--decision-weight must be a positive number, got {self.decision_weight}")
         if not self.decision_prefix.strip():
-            raise MirgError("--decision_prefix is empty; give the words that open the decision sentence")
+            raise MirgError("--decision-prefix is empty; give the words that open the decision sentence")
         super().__post_init__()
 
 
@@ -223,7 +223,7 @@ class GRPOArguments(MirgArguments, GRPOConfig):
     )
     vllm_max_images: int | None = field(
         default=None,
-        metadata={"help": "With --use_vllm: the most images one prompt may hold, what a vLLM server is started with "
+        metadata={"help": "With --use-vllm: the most images one prompt may hold, what a vLLM server is started with "
                           "(--limit-mm-per-prompt); the data is checked against it (unset: not checked; TRL's "
                           "colocate mode leaves vLLM at its default of 999)."},
     )
@@ -249,7 +249,7 @@ def check_rewards(names: list[str], weights: list[float] | None, object_mode: st
         raise MirgError(f"unknown reward(s) {', '.join(unknown)}; available: {', '.join(REWARD_FACTORIES)}")
     if weights is not None and len(weights) != len(names):
         raise MirgError(
-            f"--reward_weights has {len(weights)} value(s) but --rewards names {len(names)} ({', '.join(names)})"
+            f"--reward-weights has {len(weights)} value(s) but --rewards names {len(names)} ({', '.join(names)})"
         )
     make_object_reward(object_mode)  # raises a one-line MirgError for a bad mode
 
@@ -268,7 +268,7 @@ def check_generation_batch(args: GRPOArguments) -> None:
     ``generation_batch_size``): that number must hold whole groups. Checked before TRL does, in mirg's words."""
     group = args.num_generations
     if group is None or group < 2:
-        raise MirgError(f"--num_generations must be at least 2 for GRPO, got {group}")
+        raise MirgError(f"--num-generations must be at least 2 for GRPO, got {group}")
     per_step = args.per_device_train_batch_size * world_size()
     if args.generation_batch_size is not None:
         total, how = args.generation_batch_size, f"generation_batch_size ({args.generation_batch_size})"
@@ -372,7 +372,7 @@ def _check_flags(argv: list[str], options: dict[str, argparse.Action]) -> None:
 
 
 def _split_list_flags(argv: list[str], options: dict[str, argparse.Action]) -> list[str]:
-    """``--rewards a,b`` and ``--reward_weights 1,1`` -> space separated values, as argparse wants lists."""
+    """``--rewards a,b`` and ``--reward-weights 1,1`` -> space separated values, as argparse wants lists."""
     out, list_valued = [], False
     for token in argv:
         if token.startswith("-") and not _is_number(token):

@@ -156,8 +156,8 @@ def check_space(records: list[dict], file: Path, adapter) -> None:
         raise MirgError(f"{where}: the boxes are in resized pixels at min_pixels {written[0]}, max_pixels "
                         f"{written[1]} but this run resizes images at min_pixels {run[0]}, max_pixels {run[1]}; "
                         f"rebuild them with `mirg data trajectories --for-model MODEL --min-pixels {run[0]} "
-                        f"--max-pixels {run[1]}` (or --config RECIPE), or run with --min_pixels {written[0]} "
-                        f"--max_pixels {written[1]}")
+                        f"--max-pixels {run[1]}` (or --config RECIPE), or run with --min-pixels {written[0]} "
+                        f"--max-pixels {written[1]}")
 
 
 def warn(message: str) -> None:

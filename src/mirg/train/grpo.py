@@ -66,10 +66,10 @@ def check_vllm_pixels(args: GRPOArguments) -> None:
     saved = adapter_for(model_path)
     run = saved.with_pixels(args.min_pixels, args.max_pixels)
     if (saved.min_pixels, saved.max_pixels) != (run.min_pixels, run.max_pixels):
-        raise MirgError(f"--use_vllm (colocate): vLLM resizes images with {model_path}'s saved processor "
+        raise MirgError(f"--use-vllm (colocate): vLLM resizes images with {model_path}'s saved processor "
                         f"(min_pixels {saved.min_pixels}, max_pixels {saved.max_pixels}) but this run's processor uses "
                         f"min_pixels {run.min_pixels}, max_pixels {run.max_pixels}, so image features and image tokens "
-                        f"would not match; run with --min_pixels {saved.min_pixels} --max_pixels {saved.max_pixels}, "
+                        f"would not match; run with --min-pixels {saved.min_pixels} --max-pixels {saved.max_pixels}, "
                         "or train from a folder saved at the run's limits (`mirg sft` saves its model so)")
 
 
@@ -90,7 +90,7 @@ def vllm_report(args: GRPOArguments, setup) -> dict | None:
         report["tensor_parallel_size"] = args.vllm_tensor_parallel_size
         return report
     command = ["trl", "vllm-serve", "--model", str(setup.model_path)]
-    command += ["--max_model_len", str(context)] if context else []
+    command += ["--max-model-len", str(context)] if context else []
     if args.vllm_max_images:
         command += ["--limit-mm-per-prompt", json.dumps({"image": args.vllm_max_images})]
     command += ["--mm-processor-kwargs", json.dumps(pixels)]

@@ -7,11 +7,11 @@ On a CPU the loss is computed on the completion positions alone (:class:`Complet
 fused LM head scores only those positions where Triton runs (GPUs) and every position elsewhere, prompt and
 image tokens included, which is about a quarter of a tiny model's step on a CPU.
 
-``--decision_weight W`` weights the tokens of the sentence that names the target (after ``--decision_prefix``,
+``--decision-weight W`` weights the tokens of the sentence that names the target (after ``--decision-prefix``,
 the chain's ``The target is the``, up to its full stop: the label and the image, where the cross-image decision is
 written) W times in that loss, on every device; the sum stays divided by the completion's token count.
 
-``--train_sampling_strategy group_by_length`` (transformers' length-grouped sampler) batches records of
+``--train-sampling-strategy group_by_length`` (transformers' length-grouped sampler) batches records of
 similar length, so less of each batch is padding: records carry no token ids before the collator runs, so
 :func:`add_length_column` gives each the length the run counted (its chat-templated text with every image's
 tokens, :mod:`mirg.train.budget`) unless the data has a ``length`` column of its own.
@@ -44,8 +44,8 @@ def check_sft_options(args: SFTArguments) -> None:
     if args.max_length is not None and args.max_length < 64:
         raise MirgError(f"max_length {args.max_length} is too short for image prompts (image tokens must fit)")
     if args.decision_weight != 1 and (args.use_lora or args.label_smoothing_factor or args.loss_type != "nll"):
-        raise MirgError("--decision_weight weights the plain next-token loss of all weights; it does not combine "
-                        "with --use_lora, --label_smoothing_factor or another --loss_type")
+        raise MirgError("--decision-weight weights the plain next-token loss of all weights; it does not combine "
+                        "with --use-lora, --label-smoothing-factor or another --loss-type")
 
 
 def decision_token_ids(tokenizer, prefix: str) -> tuple[list[list[int]], set[int]]:
@@ -90,7 +90,7 @@ def check_decision_prefix(args: SFTArguments, dataset) -> None:
         return
     completions = dataset.with_format(None)["completion"]
     if not any(args.decision_prefix in text for turns in completions for text in message_texts(turns)):
-        raise MirgError(f"--decision_weight {args.decision_weight:g}: no completion holds --decision_prefix "
+        raise MirgError(f"--decision-weight {args.decision_weight:g}: no completion holds --decision-prefix "
                         f"{args.decision_prefix!r}, so the weight would change nothing")
 
 
