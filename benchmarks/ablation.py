@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mirg.data.trajectories import DETAILS
+from mirg.formats import DETAILS
 from mirg.demo import DemoPlan, check_plan, evaluate_blind, grpo_args, make_data, resolve_detail, sft_args
 from mirg.errors import MirgError
 from mirg.models.registry import adapter_for, resolve_model_path

@@ -49,7 +49,7 @@ def label_lists(think: str) -> dict[int, list[str]]:
 
 def decision(think: str) -> tuple[str, int] | None:
     """The label and image of the ``The target is the X in image K.`` sentence."""
-    from mirg.data.trajectories import CHAIN_TARGET
+    from mirg.formats import CHAIN_TARGET
 
     pattern = re.escape(CHAIN_TARGET).replace(r"\{label\}", "([a-z]+ [a-z]+)").replace(r"\{k\}", r"(\d+)")
     m = re.search(pattern, think)
@@ -58,7 +58,7 @@ def decision(think: str) -> tuple[str, int] | None:
 
 def final_list(think: str) -> tuple[int, list[tuple[str, tuple[float, ...], bool]]] | None:
     """The image of the ``In image K: ...`` list and its ``(label, box, marked)`` entries."""
-    from mirg.data.trajectories import TARGET_MARK
+    from mirg.formats import TARGET_MARK
 
     m = _FINAL.search(think)
     if not m:

@@ -42,7 +42,7 @@ def image_lists(think: str) -> dict[int, list[tuple[str, tuple[float, ...]]]]:
 
 def marked_boxes(think: str) -> list[tuple[int, tuple[float, ...]]]:
     """``(image, box)`` of every entry a ``mark-list`` response marks ``(the target)``, in its own space."""
-    from mirg.data.trajectories import TARGET_MARK
+    from mirg.formats import TARGET_MARK
 
     marked = re.compile(re.escape(TARGET_MARK) + r" \[(-?[\d.]+), (-?[\d.]+), (-?[\d.]+), (-?[\d.]+)\]")
     return [(int(m.group(1) or 1), tuple(float(v) for v in b.groups()))

@@ -94,7 +94,7 @@ def pretrain_summary(base: Path) -> dict[str, Any]:
 def pretrained_detail(base: Path) -> str | None:
     """The list format a ``mirg model pretrain-tiny`` base was trained to write (its last stage's detail),
     or None for any other base. Trajectories in that format carry over what the base already does."""
-    from mirg.data.trajectories import LIST_DETAILS
+    from mirg.formats import LIST_DETAILS
 
     stages = pretrain_summary(base).get("stages")
     last = stages[-1] if isinstance(stages, list) and stages else None
@@ -104,7 +104,7 @@ def pretrained_detail(base: Path) -> str | None:
 
 def pretrained_order(base: Path) -> str:
     """The order a ``mirg model pretrain-tiny`` base lists objects in (``left-to-right`` for any other base)."""
-    from mirg.data.trajectories import ORDERS
+    from mirg.formats import ORDERS
 
     plan = pretrain_summary(base).get("plan")
     order = plan.get("order") if isinstance(plan, dict) else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirg.data.trajectories import DETAILS, ORDERS
+from mirg.formats import DETAILS, ORDERS
 from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, SPACES
 
 DESCRIPTION = """\

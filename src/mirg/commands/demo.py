@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    f"only ones that write that sentence, else 1)")
     p.add_argument("--train-samples", type=int, help=f"training samples (default {d.n_train})")
     p.add_argument("--test-samples", type=int, help=f"held-out test samples (default {d.n_test})")
-    from mirg.data.trajectories import DETAILS, ORDERS
+    from mirg.formats import DETAILS, ORDERS
 
     p.add_argument("--detail", choices=DETAILS,
                    help="what the stage-1 trajectories write before the answer (see `mirg data trajectories "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mirg.commands.vocabulary import renamed
-from mirg.data.trajectories import LIST_DETAILS, ORDERS
+from mirg.formats import LIST_DETAILS, ORDERS
 
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "llava")
 

@@ -37,10 +37,11 @@ from mirg.prompts import COORD_HINTS
 from mirg.schema import Sample
 
 from mirg.data.trajectories import (
-    CACHE_FILE, README_FILE, REJECTED_FILE, RL_FILE, SFT_FILE, BuildReport, Dataset, Rejection, TrajectoryOptions,
-    Warn, annotation_gaps, attributes_text, box_text, check_trajectory, image_paths, make_plan, note_text,
-    readme_text, rl_row, sft_row, stderr_warn, warn_gaps, write_jsonl, write_space_record, write_text,
+    BuildReport, Dataset, Rejection, TrajectoryOptions, Warn, annotation_gaps, attributes_text, box_text,
+    check_trajectory, image_paths, make_plan, note_text, readme_text, rl_row, sft_row, stderr_warn, warn_gaps,
+    write_jsonl, write_space_record, write_text,
 )
+from mirg.formats import CACHE_FILE, README_FILE, REJECTED_FILE, RL_FILE, SFT_FILE
 
 
 @dataclass(frozen=True)

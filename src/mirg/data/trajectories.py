@@ -39,30 +39,15 @@ from typing import Any, Callable, Iterable, Sequence
 
 from mirg.answer import AnswerError, check_strict, render_answer, think_block
 from mirg.errors import MirgError
+from mirg.formats import (
+    CHAIN_TARGET, DETAILS, LIST_DETAILS, MIN_IOU, OBJECT_DETAILS, ORDERS, OUTLINE_MARK, README_FILE,
+    RECORD_FILE, RL_FILE, SFT_FILE, TARGET_MARK, TRAJECTORY_FILES,
+)
 from mirg.geometry import CoordSpace, clip_box, iou
 from mirg.prompts import user_message
 from mirg.schema import ObjectAnn, Sample, check_image_files, manifest_path, read_manifest
 
 Warn = Callable[[str], None]
-DETAILS = ("answer", "list", "box-list", "mark-list", "chain", "brief", "full")
-#: The details that list every object of every image before naming the target image.
-LIST_DETAILS = ("list", "box-list", "mark-list", "chain")
-#: The details whose text lists every image's objects: a sample without ``objects`` can't be written in them.
-OBJECT_DETAILS = (*LIST_DETAILS, "full")
-#: What ``mark-list`` and ``chain`` write between the target's label and its box.
-TARGET_MARK = "(the target)"
-#: What ``chain`` writes after the label of an object an outline marks.
-OUTLINE_MARK = "outlined"
-#: The sentence of ``chain`` that names the target (where the cross-image decision is written).
-CHAIN_TARGET = "The target is the {label} in image {k}."
-#: How the objects of an image are ordered in every list: by the box's centre, left to right, or by label.
-ORDERS = ("left-to-right", "label")
-SFT_FILE, RL_FILE, README_FILE = "sft.jsonl", "rl.jsonl", "README.md"
-#: The folder's record of the space its boxes are written in (see :func:`space_record`).
-RECORD_FILE = "trajectories.json"
-CACHE_FILE, REJECTED_FILE = "teacher_cache.jsonl", "rejected.jsonl"  # teacher mode's reply cache and rejections
-#: IoU an answer's box must reach against the manifest's box for a trajectory to be kept.
-MIN_IOU = 0.5
 #: How many problems with the image files an error message lists before "... and N more".
 SHOWN_PROBLEMS = 5
 
@@ -151,11 +136,6 @@ def check_detail(samples: Sequence[Sample], detail: str) -> None:
         raise MirgError(f"--detail {detail} lists every image's objects, but {len(bare)} of {len(samples)} sample(s) "
                         f"have no object annotations (the first: {bare[0]}); use --detail brief, or attach objects "
                         "first (mirg data annotate)")
-
-
-# what a trajectories folder holds (the teacher's reply cache and rejections included): a folder with other
-# files and none of these is someone else's, whose README.md a run would overwrite
-TRAJECTORY_FILES = (SFT_FILE, RL_FILE, CACHE_FILE, REJECTED_FILE)
 
 
 def check_out_dir(dataset: Dataset, out: Path) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from mirg.answer import think_block
-from mirg.data.trajectories import TARGET_MARK
+from mirg.formats import TARGET_MARK
 from mirg.geometry import CoordSpace, iou
 from mirg.schema import Sample
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mirg.data.trajectories import ORDERS
+from mirg.formats import ORDERS
 from mirg.errors import MirgError
 from mirg.models.tiny import size_preset
 from mirg.pipeline import peak_rss_mib, run_mirg

@@ -136,7 +136,8 @@ def check_space(records: list[dict], file: Path, adapter) -> None:
     ``adapter``'s family answers in, or ``resized`` boxes written at other pixel limits than the run resizes at (the
     same photo's box differs with them). A folder written before the record existed is checked by its prompts'
     instruction alone, and said so once where that leaves something unchecked."""
-    from mirg.data.trajectories import RECORD_FILE, read_space_record
+    from mirg.data.trajectories import read_space_record
+    from mirg.formats import RECORD_FILE
 
     check_coords(records, adapter.coords, file, adapter.family)
     record = read_space_record(file.parent)
