@@ -34,7 +34,7 @@ TRL_COMMANDS = ("sft", "grpo")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mirg.commands.vocabulary import kebab_case, option_strings
+    from mirg.options import kebab_case, option_strings
 
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirg.commands.vocabulary import renamed
+from mirg.options import renamed
 
 ANNOTATE_DESCRIPTION = """\
 Attach object-level and image-level annotations from COCO-format files (COCO, Objects365, LVIS) to the images

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirg.commands.vocabulary import renamed
+from mirg.options import renamed
 
 TASK_HELP = (
     "comma-separated task families (default: the ten MIG-Bench ones: common_object, diff, view_diff, region, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirg.commands.vocabulary import renamed
+from mirg.options import renamed
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirg.commands.vocabulary import renamed
+from mirg.options import renamed
 from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, SPACES
 
 DESCRIPTION = """\

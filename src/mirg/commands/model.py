@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirg.commands.vocabulary import renamed
+from mirg.options import renamed
 from mirg.formats import LIST_DETAILS, ORDERS
 
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "llava")

@@ -323,7 +323,7 @@ def respelled_recipe(path: Path, known: set[str]) -> Path:
 
     import yaml
 
-    from mirg.commands.vocabulary import notice
+    from mirg.options import notice
 
     recipe = read_recipe(path, known | set(RENAMED_FIELDS))
     old = [key for key in recipe if key in RENAMED_FIELDS]
@@ -420,7 +420,7 @@ def respell(argv: list[str]) -> list[str]:
     >>> respell(["--out", "runs/a", "--max-steps", "5"])
     ['--output_dir', 'runs/a', '--max-steps', '5']
     """
-    from mirg.commands.vocabulary import notice
+    from mirg.options import notice
 
     out = []
     for token in argv:

@@ -1,4 +1,4 @@
-"""One spelling per idea on the command line: every option is kebab-case, and an option that was renamed keeps its
+"""Command-line options: one spelling per idea. Every option is kebab-case, and an option that was renamed keeps its
 old spelling for one release, with a one-line notice naming the new one.
 
 >>> from contextlib import redirect_stderr
