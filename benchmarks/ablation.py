@@ -39,7 +39,7 @@ from mirg.demo import DemoPlan, check_plan, evaluate_blind, grpo_args, make_data
 from mirg.errors import MirgError
 from mirg.models.registry import adapter_for, resolve_model_path
 from mirg.pipeline import run_mirg
-from mirg.scoring import describe_difference
+from mirg.eval.scoring import describe_difference
 from paired import parse_seeds
 
 METRICS = ("task_mean_acc@0.5", "pooled_acc@0.5", "pooled_mean_iou", "pooled_image_acc")
@@ -136,8 +136,8 @@ def aggregate(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict[str, dict[
 
 def paired(out: Path, seeds: list[int], split: str, names: set[str]) -> dict[str, dict]:
     """Each of :data:`PAIRS` whose variants ran: the difference in task-mean acc@0.5 per seed, with a paired
-    bootstrap over the split's samples, and its mean over seeds (:func:`mirg.scoring.paired_difference_over_seeds`)."""
-    from mirg.scoring import paired_difference_over_seeds, read_sample_scores
+    bootstrap over the split's samples, and its mean over seeds (:func:`mirg.eval.scoring.paired_difference_over_seeds`)."""
+    from mirg.eval.scoring import paired_difference_over_seeds, read_sample_scores
 
     def scores(seed: int, name: str) -> list:
         plan = DemoPlan(out=out / f"seed{seed}", seed=seed)

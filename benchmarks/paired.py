@@ -3,7 +3,7 @@
 A and B are evaluation folders (`mirg eval --out RUN`, `mirg data blind --out RUN`: each holds
 `per_sample.jsonl`) or the per-sample files themselves (`mirg score --per-sample F`), written with `{s}` where the
 seed goes. For each seed the difference A − B comes with a
-paired bootstrap over the samples (`mirg.scoring.paired_difference`, seeded with the seed), and the mean over seeds
+paired bootstrap over the samples (`mirg.eval.scoring.paired_difference`, seeded with the seed), and the mean over seeds
 with the seeds' draws averaged, as `benchmarks/ablation.py` computes every difference it reports. The intervals
 cover the test samples drawn, not the spread between training runs, which the per-seed values show.
 
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from mirg.errors import MirgError
-from mirg.scoring import describe_difference, paired_difference_over_seeds, read_sample_scores
+from mirg.eval.scoring import describe_difference, paired_difference_over_seeds, read_sample_scores
 
 
 def per_sample_file(pattern: str, seed: int) -> Path:
@@ -47,7 +47,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def compare(a: str, b: str, seeds: list[int], threshold: float = 0.5) -> dict:
-    """A − B per seed and over seeds (:func:`mirg.scoring.paired_difference_over_seeds`)."""
+    """A − B per seed and over seeds (:func:`mirg.eval.scoring.paired_difference_over_seeds`)."""
     if len(seeds) > 1 and ("{s}" not in a or "{s}" not in b):
         raise MirgError("with several seeds, A and B must each hold {s} where the seed goes")
     runs = {seed: (read_sample_scores(per_sample_file(a, seed)), read_sample_scores(per_sample_file(b, seed)))

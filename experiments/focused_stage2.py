@@ -130,7 +130,7 @@ def train_arms(plan: DemoPlan, data: Path, minutes: float) -> dict[str, Path]:
 
 def differences(plan: DemoPlan, split: str, names: list[str]) -> list[str]:
     """Paired differences in task-mean acc@0.5 (bootstrap over the split's samples) of the focused arms."""
-    from mirg.scoring import describe_difference, paired_difference, read_sample_scores
+    from mirg.eval.scoring import describe_difference, paired_difference, read_sample_scores
 
     pairs = [("focus_grpo", "focus_sft"), ("focus_grpo", "sft_continued"), ("focus_grpo", "sft_grpo"),
              ("focus_grpo", "sft"), ("focus_sft", "sft"), ("focus_sft", "sft_continued"),

@@ -36,7 +36,7 @@ def mirg(*args: str) -> None:
 def probe(model: str, out: Path, name: str, n: int, seed: int) -> dict:
     from mirg.eval.perception import listed_objects, listing_summary
     from mirg.models.registry import adapter_for, resolve_model_path
-    from mirg.predictions import read_predictions_jsonl
+    from mirg.eval.predictions import read_predictions_jsonl
     from mirg.schema import read_manifest
 
     data, run = out / name / "data", out / name / "run"

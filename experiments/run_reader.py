@@ -24,7 +24,7 @@ def read_run(opts: argparse.Namespace, script: str) -> tuple[list, dict[str, str
     """``(samples, {id: response}, CoordSpace)`` for the parsed ``opts``; one line and exit 2 on bad input."""
     from mirg.errors import MirgError
     from mirg.geometry import CoordSpace
-    from mirg.predictions import read_predictions_jsonl
+    from mirg.eval.predictions import read_predictions_jsonl
     from mirg.schema import read_manifest
 
     try:

@@ -86,7 +86,7 @@ def main() -> int:
     from mirg.eval.generate import GenerationSettings, HFGenerator, batches
     from mirg.eval.run import load_eval_data
     from mirg.models.registry import resolve_model_path
-    from mirg.scoring import score_response
+    from mirg.eval.scoring import score_response
 
     if min(args.k, args.batch_size, args.max_new_tokens) < 1 or not args.temperature > 0:
         print("error: --k, --batch-size and --max-new-tokens must be at least 1 and --temperature above 0",

@@ -417,7 +417,7 @@ def test_compose_refuses_what_the_photos_cannot_give(coco_set, tmp_path, capsys)
 
 
 def test_composed_samples_feed_template_trajectories_that_score_perfectly(composed, tmp_path):
-    from mirg.score_files import score_files
+    from mirg.eval.score_files import score_files
     from mirg.geometry import CoordSpace
 
     for detail in ("chain", "brief", "full"):

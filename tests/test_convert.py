@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from mirg.migbench import BenchRecord, target_image
+from mirg.data.migbench import BenchRecord, target_image
 from mirg.schema import check_image_files, read_manifest
 
 
@@ -40,7 +40,7 @@ def test_convert_with_the_real_photos(parity_dir, tmp_path, mirg, bench_file):
 
 
 def test_target_image_is_read_from_every_revised_question(parity_dir):
-    from mirg.migbench import load_benchmark
+    from mirg.data.migbench import load_benchmark
 
     path = parity_dir / "revised_MIG_bench.json"
     bench = load_benchmark(json.loads(path.read_text()), path)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from mirg.data import convert
-from mirg.migbench import pick_target
+from mirg.data.mentions import pick_target
 from mirg.schema import check_image_files, read_manifest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -13,7 +13,7 @@ from mirg.answer import render_answer
 from mirg.eval.report import confusion, write_report
 from mirg.geometry import CoordSpace
 from mirg.schema import Sample, Target
-from mirg.scoring import score_response, summarize
+from mirg.eval.scoring import score_response, summarize
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mirg.answer import render_answer
-from mirg.migbench import compat_box, migician_yscale
+from mirg.eval.migbench import compat_box, migician_yscale
 from mirg.schema import Sample, Target, write_manifest
 
 MODELS = {"univg-r1": 0.7203, "qwen2_vl": 0.3002}
@@ -113,7 +113,7 @@ def test_default_mode_is_image_aware_and_converts_coordinates(small_dataset, tmp
 
 def test_default_mode_on_the_revised_benchmark_without_images(parity_dir, tmp_path, mirg):
     bench = json.loads((parity_dir / "revised_MIG_bench.json").read_text())
-    from mirg.migbench import load_benchmark, target_image
+    from mirg.data.migbench import load_benchmark, target_image
 
     records = load_benchmark(bench, parity_dir / "revised_MIG_bench.json").records
     rows = [{"id": r.id, "response": render_answer(target_image(r), r.answer)} for r in records]
@@ -233,13 +233,13 @@ def test_score_and_help_do_not_import_torch(small_dataset, tmp_path):
 
 
 def _score(sample_id: str, task: str, iou_value: float) -> "SampleScore":
-    from mirg.scoring import SampleScore
+    from mirg.eval.scoring import SampleScore
 
     return SampleScore(sample_id, task, True, True, 1, iou_value > 0, iou_value, [0.0, 0.0, 1.0, 1.0])
 
 
 def test_paired_difference_is_the_task_mean_difference_with_a_paired_bootstrap():
-    from mirg.scoring import paired_difference
+    from mirg.eval.scoring import paired_difference
 
     # task x: a right on all 10, b on none (+1); task y: both right on the same 5 of 10 (0): task mean +0.5
     a = [_score(f"x{i}", "x", 0.9) for i in range(10)]
@@ -254,7 +254,7 @@ def test_paired_difference_is_the_task_mean_difference_with_a_paired_bootstrap()
 
 
 def test_paired_difference_spread_matches_the_standard_error_of_a_mean():
-    from mirg.scoring import paired_difference
+    from mirg.eval.scoring import paired_difference
 
     # per-sample differences +1, 0, 0, -1 repeated: mean 0, population variance 0.5, n = 40
     a_hit, b_hit = (True, True, False, False), (False, True, False, True)
@@ -269,7 +269,7 @@ def test_paired_difference_spread_matches_the_standard_error_of_a_mean():
 
 def test_paired_difference_refuses_runs_on_different_samples():
     from mirg.errors import MirgError
-    from mirg.scoring import paired_difference
+    from mirg.eval.scoring import paired_difference
 
     a = [_score("x0", "x", 0.9), _score("x1", "x", 0.9)]
     with pytest.raises(MirgError, match="same samples"):
@@ -287,7 +287,7 @@ def _hits(prefix: str, task: str, pattern: str) -> list:
 
 def test_paired_difference_over_seeds_averages_the_seeds_and_their_draws():
     from mirg.errors import MirgError
-    from mirg.scoring import describe_difference, paired_difference, paired_difference_over_seeds
+    from mirg.eval.scoring import describe_difference, paired_difference, paired_difference_over_seeds
 
     # seed 0: a ahead by 0.4 on task x (10 samples); seed 1: a behind by 0.2
     runs = {0: (_hits("x", "x", "1111100000"), _hits("x", "x", "1000000000")),
@@ -346,7 +346,7 @@ def test_paired_script_compares_evaluation_folders_over_seeds(tmp_path):
 
 def test_per_sample_scores_read_back_from_mirg_score(small_dataset, tmp_path, mirg):
     from mirg.errors import MirgError
-    from mirg.scoring import paired_difference, read_sample_scores
+    from mirg.eval.scoring import paired_difference, read_sample_scores
 
     right = {"id": "a", "response": render_answer(2, [250, 200, 500, 533.3333333])}
     preds = write_predictions(tmp_path / "p.jsonl", [right])

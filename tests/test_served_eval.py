@@ -380,7 +380,7 @@ def test_migbench_prompt_is_the_published_wording_for_every_sample(parity_dir, m
     """Golden snapshot: the prompt of every revised MIG-Bench sample equals the question its published
     result record states (question + the evaluation's format line, spacing and typos included)."""
     from mirg.data.convert import convert_benchmark
-    from mirg.migbench import load_benchmark
+    from mirg.data.migbench import load_benchmark
 
     path = parity_dir / "revised_MIG_bench.json"
     bench = load_benchmark(json.loads(path.read_text()), path)

@@ -21,7 +21,7 @@ from mirg.geometry import CoordSpace, iou
 from mirg.errors import MirgError
 from mirg.prompts import user_message
 from mirg.schema import read_manifest
-from mirg.score_files import score_files
+from mirg.eval.score_files import score_files
 
 SIZES = [(96, 64), (80, 80), (200, 150), (333, 217), (64, 120)]
 COLORS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 170, 60), "orange": (250, 150, 20)}

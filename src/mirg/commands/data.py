@@ -121,10 +121,10 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _migbench_source(inp):
-    from mirg import migbench
+    from mirg.data import migbench
     from mirg.data.convert import MigBenchSource
     from mirg.errors import MirgError
-    from mirg.predictions import read_json_file
+    from mirg.eval.predictions import read_json_file
 
     raw = read_json_file(inp)
     if not migbench.is_benchmark(raw):
@@ -152,7 +152,7 @@ def _register_blind(sub: argparse._SubParsersAction) -> None:
 
 def run_blind(args: argparse.Namespace) -> int:
     from mirg.eval.blind import run_blind as blind
-    from mirg.report_text import metrics_table
+    from mirg.eval.report_text import metrics_table
     from mirg.schema import read_manifest
 
     metrics = blind(read_manifest(args.train), read_manifest(args.data), args.out)

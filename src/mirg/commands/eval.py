@@ -95,7 +95,7 @@ def _refuse_other_backends_flags(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mirg.report_text import metrics_table
+    from mirg.eval.report_text import metrics_table
 
     _refuse_other_backends_flags(args)
     if args.backend == "openai":
@@ -132,7 +132,7 @@ def served_settings(args: argparse.Namespace):
 
 def _run_served(args: argparse.Namespace) -> int:
     from mirg.eval.served import evaluate_served
-    from mirg.report_text import metrics_table
+    from mirg.eval.report_text import metrics_table
 
     settings = served_settings(args)
     metrics, asked = evaluate_served(settings, args.data, args.out, args.max_samples)

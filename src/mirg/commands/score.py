@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mirg.geometry import CoordSpace
     from mirg.errors import MirgError
-    from mirg.score_files import score_files, write_outputs
-    from mirg.report_text import metrics_table
+    from mirg.eval.score_files import score_files, write_outputs
+    from mirg.eval.report_text import metrics_table
 
     given = [flag for flag, value in (("--coords", args.coords), ("--min-pixels", args.min_pixels),
                                       ("--max-pixels", args.max_pixels)) if value is not None]

@@ -11,7 +11,7 @@ source's own coordinate space) or a :class:`Rejection` (id and reason). The mach
 - writes ``OUT/manifest.jsonl`` (image paths relative to OUT), ``OUT/rejected.jsonl`` (``{"id", "reason"}``
   for every would-be sample not converted) and ``OUT/README.md`` (samples per task, rejections by reason).
 
-The target image is read by one rule for all sources, :func:`mirg.migbench.pick_target`. A reason is
+The target image is read by one rule for all sources, :func:`mirg.data.mentions.pick_target`. A reason is
 ``"category: detail"``; the card counts rejections by category. Big files are read as a stream; a file
 that breaks off is refused in one line and nothing is written (an earlier complete conversion in OUT is
 left as it was), so a truncated download is never presented as a complete conversion.
@@ -33,7 +33,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mirg.data.jsonstream import stream_json_records
 from mirg.geometry import CoordSpace, clip_box, is_proper_box
-from mirg.migbench import ORIGINAL, Benchmark, pick_target, target_of
+from mirg.data.migbench import ORIGINAL, Benchmark, target_of
+from mirg.data.mentions import pick_target
 from mirg.schema import Sample, Target
 
 Size = tuple[int, int]
@@ -327,7 +328,7 @@ class Source:
 
 
 class MigBenchSource(Source):
-    """MIG-Bench (original: boxes 0-1; revised: 0-1000). Target image: :func:`mirg.migbench.target_of`."""
+    """MIG-Bench (original: boxes 0-1; revised: 0-1000). Target image: :func:`mirg.data.migbench.target_of`."""
 
     def __init__(self, bench: Benchmark):
         super().__init__(bench.path)

@@ -26,10 +26,10 @@ from typing import Any, Callable, Sequence
 
 from mirg.answer import render_answer
 from mirg.geometry import CoordSpace, iou, round_box
-from mirg.migbench import image_mentions, mention_template
-from mirg.predictions import append_prediction
+from mirg.data.mentions import image_mentions, mention_template
+from mirg.eval.predictions import append_prediction
 from mirg.schema import Sample
-from mirg.scoring import score_response, summarize
+from mirg.eval.scoring import score_response, summarize
 
 NORM = CoordSpace("norm1")
 PIXEL = CoordSpace("pixel")
@@ -142,7 +142,7 @@ def run_blind(train: Sequence[Sample], samples: Sequence[Sample], out: str | Pat
     """Fit on ``train``, answer ``samples`` blind into ``out/predictions.jsonl``, score them into
     ``out/metrics.json`` (and ``per_sample.jsonl``); returns the metrics."""
     from mirg.folders import check_output_folder
-    from mirg.score_files import write_outputs
+    from mirg.eval.score_files import write_outputs
 
     out = Path(out)
     check_output_folder(out, "--out", ["blind_boxes.json", "predictions.jsonl"],

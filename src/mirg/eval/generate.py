@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from mirg.errors import MirgError
-from mirg.predictions import append_prediction
+from mirg.eval.predictions import append_prediction
 from mirg.schema import Sample
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from mirg.report_text import sampling_note
+from mirg.eval.report_text import sampling_note
 from mirg.schema import Sample
-from mirg.scoring import SampleScore
+from mirg.eval.scoring import SampleScore
 
 TARGET_COLOUR, PRED_COLOUR = (0, 170, 0), (220, 0, 0)
 THUMB_HEIGHT = 150

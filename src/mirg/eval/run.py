@@ -9,10 +9,10 @@ from typing import Any
 from mirg.errors import MirgError
 from mirg.eval.generate import GenerationSettings, generate_predictions
 from mirg.geometry import CoordSpace
-from mirg.predictions import read_predictions_jsonl
+from mirg.eval.predictions import read_predictions_jsonl
 from mirg.schema import Sample, check_image_files, manifest_path, read_manifest
-from mirg.score_files import write_outputs
-from mirg.scoring import score_response, summarize
+from mirg.eval.score_files import write_outputs
+from mirg.eval.scoring import score_response, summarize
 
 
 def load_eval_data(data: str | Path, limit: int | None) -> tuple[list[Sample], Path]:

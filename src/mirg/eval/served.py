@@ -38,8 +38,8 @@ from mirg.errors import MirgError
 from mirg.eval.generate import completed_ids
 from mirg.eval.run import claim_run_folder, load_eval_data, score_and_report
 from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordSpace
-from mirg.migbench import PROMPT_SUFFIXES, benchmark_prompt
-from mirg.predictions import append_prediction
+from mirg.eval.migbench import PROMPT_SUFFIXES, benchmark_prompt
+from mirg.eval.predictions import append_prediction
 from mirg.prompts import user_content, user_text
 from mirg.schema import Sample, manifest_path
 

@@ -243,7 +243,7 @@ def evaluate_base(plan: PretrainPlan, model: Path) -> dict[str, Any]:
     """acc@0.5 and object listing on held-out one-image perception; the ten families at two images."""
     from mirg.eval.perception import listing_summary
     from mirg.models.registry import adapter_for
-    from mirg.predictions import read_predictions_jsonl
+    from mirg.eval.predictions import read_predictions_jsonl
     from mirg.schema import read_manifest
 
     results: dict[str, Any] = {}

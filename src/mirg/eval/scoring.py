@@ -3,7 +3,7 @@
 Default mode is image-aware: the lenient parse gives the predicted image and box; the box is converted
 from the model's coordinate space to pixels of the *predicted* image and clipped to it; IoU is 0 when
 the predicted image is wrong. ``compat`` mode reproduces MIG-Bench's own evaluation (see
-:mod:`mirg.migbench`), which never checks the image.
+:mod:`mirg.eval.migbench`), which never checks the image.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any, Iterable, Sequence
 
 from mirg.answer import AnswerError, check_strict, parse_answer
 from mirg.geometry import CoordSpace, clip_box, iou
-from mirg.migbench import BenchRecord, compat_box, migician_yscale
+from mirg.eval.migbench import compat_box, migician_yscale
+from mirg.data.migbench import BenchRecord
 from mirg.schema import Sample
 
 THRESHOLDS = (0.3, 0.5, 0.7)

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mirg import migbench
+from mirg.data import migbench as benchfiles
+from mirg.eval import migbench
 from mirg.data.convert import convert_benchmark, find_image
 from mirg.errors import MirgError
 from mirg.geometry import CoordSpace
-from mirg.predictions import PredictionFile, merge_by_id, read_json_file, read_prediction_file
+from mirg.eval.predictions import PredictionFile, merge_by_id, read_json_file, read_prediction_file
 from mirg.schema import Sample, manifest_path, read_manifest
-from mirg.scoring import SampleScore, score_compat, score_response, summarize
+from mirg.eval.scoring import SampleScore, score_compat, score_response, summarize
 
 Warn = Callable[[str], None]
 
@@ -30,7 +31,7 @@ class ScoringData:
 
     path: Path
     samples: list[Sample] = field(default_factory=list)
-    bench: migbench.Benchmark | None = None
+    bench: benchfiles.Benchmark | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     frame: str = "pixel"
 
@@ -41,9 +42,9 @@ def load_data(path: str | Path, warn: Warn = _stderr, convert: bool = True) -> S
     if path.is_dir() or path.suffix == ".jsonl":
         return ScoringData(path=manifest_path(path), samples=read_manifest(path))
     raw = read_json_file(path)
-    if not migbench.is_benchmark(raw):
+    if not benchfiles.is_benchmark(raw):
         raise MirgError(f"{path}: neither a manifest (.jsonl) nor a MIG-Bench JSON file")
-    bench = migbench.load_benchmark(raw, path)
+    bench = benchfiles.load_benchmark(raw, path)
     data = ScoringData(path=path, bench=bench)
     if convert:
         _convert_for_scoring(data, warn)
@@ -140,7 +141,7 @@ def _score_compat(
     bench = data.bench
     if bench is None:
         raise MirgError("--compat migbench needs a MIG-Bench JSON file as --data")
-    if yscale and bench.version != migbench.REVISED:
+    if yscale and bench.version != benchfiles.REVISED:
         raise MirgError("--migician-yscale applies to the revised benchmark (0-1000 boxes) only")
     responses = _responses_for(bench.records, files)
     missing = _check_coverage([r.id for r in bench.records], responses, warn)

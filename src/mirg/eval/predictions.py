@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mirg import migbench
+from mirg.eval import migbench
 from mirg.errors import MirgError
 from mirg.textfiles import open_text
 
