@@ -273,8 +273,8 @@ def test_card_has_counts_balance_and_one_example_per_task(every_family):
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--samples", "0"], "--n must be at least 1"),
-        (["--samples", "-3"], "--n must be at least 1"),
+        (["--samples", "0"], "--samples must be at least 1"),
+        (["--samples", "-3"], "--samples must be at least 1"),
         (["--min-images", "4", "--max-images", "3"], "--min-images 4 is more than --max-images 3"),
         (["--max-images", "7"], "--max-images must be 1..6"),
         (["--min-images", "0"], "--min-images must be 1..6"),

@@ -83,7 +83,7 @@ def compose_description() -> str:
     """The help text, each family's rule wrapped under its name (the same rules the dataset card states)."""
     import textwrap
 
-    from mirg.data.compose import NEEDS, RULES
+    from mirg.data.compose_rules import NEEDS, RULES
 
     def item(name: str, text: str) -> str:
         return textwrap.fill(f"{name}: {text}", width=110, initial_indent="  ", subsequent_indent="    ")
@@ -112,7 +112,7 @@ tables, examples) and rejected.jsonl. A non-empty OUT must be an earlier compose
 
 
 def _register_compose(sub: argparse._SubParsersAction) -> None:
-    from mirg.data.compose import COMPOSE_TASKS
+    from mirg.data.compose_rules import COMPOSE_TASKS
 
     p = sub.add_parser("compose", help="multi-image samples from real photos and COCO-format annotations",
                        description=compose_description(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,7 +136,8 @@ def run_compose(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mirg.data.coco import read_captions, read_instances
-    from mirg.data.compose import ComposeConfig, compose_dataset, parse_tasks
+    from mirg.data.compose import ComposeConfig, compose_dataset
+    from mirg.data.compose_rules import parse_tasks
     from mirg.errors import MirgError
 
     if args.samples is None:

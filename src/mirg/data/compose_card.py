@@ -5,25 +5,21 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from mirg.data.compose_rules import NEEDS, RULES
 from mirg.data.synth_card import example_picture, markdown_table, position_rows
-
-if TYPE_CHECKING:
-    from mirg.data.compose import ComposeConfig, ComposeResult
 
 
 def family_lines(tasks: tuple[str, ...]) -> list[str]:
     """Each family's rule, and what the refused ones would need."""
-    from mirg.data.compose import NEEDS, RULES
-
     lines = [f"- **{task}**: {RULES[task]}." for task in tasks]
     lines += ["", "Families detection annotations can't express, refused: "
               + "; ".join(f"{task} (needs {need})" for task, need in NEEDS.items()) + ".", ""]
     return lines
 
 
-def coverage_rows(result: "ComposeResult", with_captions: bool) -> list[list]:
+def coverage_rows(result: Any, with_captions: bool) -> list[list]:
     """How much of the annotations the samples could draw on, and why the rest could not."""
     pool = result.pool
     coco = pool.coco
@@ -42,7 +38,7 @@ def coverage_rows(result: "ComposeResult", with_captions: bool) -> list[list]:
     return rows
 
 
-def _region_rows(result: "ComposeResult") -> list[list]:
+def _region_rows(result: Any) -> list[list]:
     rows = sorted((n, k, count) for (task, n, k), count in result.positions.items() if task == "region")
     by_n: dict[int, dict[int, int]] = {}
     for n, k, count in rows:
@@ -57,8 +53,9 @@ def _example_lines(sample) -> list[str]:
             f"![{sample.task}](examples/{sample.task}.png)", ""]
 
 
-def write_card(cfg: "ComposeConfig", result: "ComposeResult", out: Path, with_captions: bool) -> None:
-    """Write ``out/README.md`` and ``out/examples/<task>.png`` for the samples (already on disk)."""
+def write_card(cfg: Any, result: Any, out: Path, with_captions: bool) -> None:
+    """Write ``out/README.md`` and ``out/examples/<task>.png`` for the samples (already on disk). ``cfg`` and
+    ``result`` are :mod:`mirg.data.compose`'s config and result (the composer calls this, not the other way)."""
     samples = result.samples
     examples = out / "examples"
     examples.mkdir(exist_ok=True)

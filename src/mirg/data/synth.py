@@ -58,9 +58,15 @@ class SynthConfig:
     id_prefix: str = "synth"
     max_objects: int = MAX_OBJECTS
 
+    def command_line(self) -> str:
+        """The options that made the dataset (``--out`` and ``--workers`` don't change it)."""
+        return (f"mirg data synth --out DIR --samples {self.n} --seed {self.seed} --image-size {self.image_size} "
+                f"--min-images {self.min_images} --max-images {self.max_images} --tasks {','.join(self.tasks)} "
+                f"--id-prefix {self.id_prefix}")
+
     def __post_init__(self) -> None:
         if self.n <= 0:
-            raise MirgError(f"--n must be at least 1, got {self.n}")
+            raise MirgError(f"--samples must be at least 1, got {self.n}")
         if self.seed < 0:
             raise MirgError(f"--seed must be 0 or more, got {self.seed}")
         lo, hi = IMAGE_SIZE_RANGE
@@ -386,7 +392,7 @@ def write_dataset(cfg: SynthConfig, out: Path, workers: int = 1, overwrite: bool
         results = _run_samples(cfg, out, workers, bar.update)
     samples = [s for s, _ in results]
     write_manifest(samples, out / "manifest.jsonl")
-    write_card(cfg, out, samples)
+    write_card(out, samples, cfg.tasks, cfg.image_size, cfg.command_line())
     (out / UNFINISHED).unlink()
     return SynthResult(samples, sum(d.retries for _, d in results), sum(d.rejects for _, d in results),
                        time.perf_counter() - start)

@@ -5,27 +5,17 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from mirg.data.synth_scene import BACKGROUNDS, COLORS, SHAPES
 
 if TYPE_CHECKING:
-    from mirg.data.synth import SynthConfig
     from mirg.schema import Sample
 
 TILE = 224
 TARGET_RGB = (255, 0, 255)
 GAP = 8
 HEADER = 16
-
-
-def command_line(cfg: "SynthConfig") -> str:
-    """The options that made the dataset (``--out`` and ``--workers`` don't change it)."""
-    return (
-        f"mirg data synth --out DIR --n {cfg.n} --seed {cfg.seed} --image-size {cfg.image_size} "
-        f"--min-images {cfg.min_images} --max-images {cfg.max_images} --tasks {','.join(cfg.tasks)} "
-        f"--id-prefix {cfg.id_prefix}"
-    )
 
 
 def example_picture(sample: "Sample", root: Path, path: Path) -> None:
@@ -83,8 +73,9 @@ def _example_lines(sample: "Sample") -> list[str]:
     ]
 
 
-def write_card(cfg: "SynthConfig", out: Path, samples: list["Sample"]) -> None:
-    """Write ``out/README.md`` and ``out/examples/<task>.png`` for ``samples`` (already on disk)."""
+def write_card(out: Path, samples: list["Sample"], tasks_made: Sequence[str], image_size: int, command: str) -> None:
+    """Write ``out/README.md`` and ``out/examples/<task>.png`` for ``samples`` (already on disk), made for the tasks
+    ``tasks_made`` at ``image_size`` px by ``command``."""
     examples = out / "examples"
     examples.mkdir(exist_ok=True)
     first: dict[str, "Sample"] = {}
@@ -99,9 +90,9 @@ def write_card(cfg: "SynthConfig", out: Path, samples: list["Sample"]) -> None:
         "# Synthetic multi-image grounding benchmark",
         "",
         f"{len(samples)} samples, {sum(per_images[k] * k for k in per_images)} images of "
-        f"{cfg.image_size}x{cfg.image_size} px, made by:",
+        f"{image_size}x{image_size} px, made by:",
         "",
-        f"    {command_line(cfg)}",
+        f"    {command}",
         "",
         f"Filled shapes ({', '.join(SHAPES)}) in {len(COLORS)} colours ({', '.join(COLORS)}), small or large, on "
         f"plain {', '.join(BACKGROUNDS)} backgrounds. Every image carries object annotations (label, colour, "
@@ -112,7 +103,7 @@ def write_card(cfg: "SynthConfig", out: Path, samples: list["Sample"]) -> None:
         "",
         "## Samples per task",
         "",
-        *markdown_table(["task", "samples"], [[t, tasks[t]] for t in cfg.tasks if t in tasks]),
+        *markdown_table(["task", "samples"], [[t, tasks[t]] for t in tasks_made if t in tasks]),
         "## Images per sample",
         "",
         *markdown_table(["images", "samples"], [[k, per_images[k]] for k in sorted(per_images)]),
@@ -126,7 +117,7 @@ def write_card(cfg: "SynthConfig", out: Path, samples: list["Sample"]) -> None:
         "The first sample of each task; the target is boxed in magenta.",
         "",
     ]
-    for task in cfg.tasks:
+    for task in tasks_made:
         if task in first:
             lines += _example_lines(first[task])
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
