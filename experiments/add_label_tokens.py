@@ -2,9 +2,9 @@
 
 Usage: python experiments/add_label_tokens.py --model MODEL --out DIR
 
-The label tokens (`` red circle``: :func:`mirg.models.tokenizer.label_token_texts`) are added to MODEL's
+The label tokens (`` red circle``: :func:`mirg.architectures.tokenizer.label_token_texts`) are added to MODEL's
 tokenizer, the embedding table grows by one row each, and each row starts at the mean of its colour's and its
-shape's rows (:func:`mirg.models.tiny.init_label_embeddings`); the model and its processor are saved to DIR.
+shape's rows (:func:`mirg.architectures.tiny.init_label_embeddings`); the model and its processor are saved to DIR.
 It lets a base already trained with two-word labels be fine-tuned with one token per label (the pilot in
 docs/lab-notes/embedded-base.md) without training it again from random weights.
 """
@@ -23,7 +23,7 @@ def main() -> int:
     opts = parser.parse_args()
     from mirg.errors import MirgError
     from mirg.models import resolve_model_path
-    from mirg.models.tiny import add_label_tokens_to
+    from mirg.architectures.tiny import add_label_tokens_to
 
     try:
         before, after = add_label_tokens_to(resolve_model_path(opts.model), Path(opts.out))

@@ -16,8 +16,8 @@ from mirg.cli import main
 from mirg.errors import MirgError
 from mirg.geometry import CoordSpace
 from mirg.models import adapter_for, resolve_model_path, supported_families
-from mirg.models.tiny import SIZES, mrope_section
-from mirg.models.tokenizer import MAX_NUMBER_TOKEN, TAG_TOKENS, build_tokenizer, label_token_texts
+from mirg.architectures.tiny import SIZES, mrope_section
+from mirg.architectures.tokenizer import MAX_NUMBER_TOKEN, TAG_TOKENS, build_tokenizer, label_token_texts
 from mirg.prompts import user_message
 from mirg.rewards import build_rewards
 
@@ -106,7 +106,7 @@ def test_label_tokens_added_to_a_model_start_from_its_trained_words(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from mirg.models.tiny import add_label_tokens_to
+    from mirg.architectures.tiny import add_label_tokens_to
 
     source, out = tmp_path / "two_words", tmp_path / "one_token"
     assert main(["model", "init-tiny", "--family", "qwen3_vl", "--size", "xs", "--out", str(source)]) == 0

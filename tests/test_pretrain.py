@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from mirg.answer import check_strict
 from mirg.cli import build_parser
 from mirg.errors import MirgError
-from mirg.models.pretrain import OPTION_DEFAULTS, explicit_command, recorded_options, resolve_options
+from mirg.tinybase.pretrain import OPTION_DEFAULTS, explicit_command, recorded_options, resolve_options
 from mirg.models.registry import adapter_for, embedded_model_dir, resolve_model_path
 
 # Offline: nothing may come from a model hub.
@@ -56,7 +56,7 @@ def test_word_targets_score_colour_and_shape_against_the_word_embeddings():
     import torch
 
     from mirg.models.registry import adapter_for
-    from mirg.models.vision_pretrain import DenseHead, Vocab, number_table, word_table
+    from mirg.tinybase.vision_pretrain import DenseHead, Vocab, number_table, word_table
 
     folder = embedded_model_dir()
     adapter = adapter_for(folder)

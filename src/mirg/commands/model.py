@@ -131,7 +131,7 @@ def run_pretrain_vision(args: argparse.Namespace) -> int:
     from mirg.errors import MirgError
     from mirg.folders import check_output_folder
     from mirg.models.registry import resolve_model_path
-    from mirg.models.vision_pretrain import train_vision
+    from mirg.tinybase.vision_pretrain import train_vision
 
     for flag, value in (("--minutes", args.minutes), ("--learning-rate", args.learning_rate),
                         ("--batch-size", args.batch_size)):
@@ -148,7 +148,7 @@ def run_pretrain_vision(args: argparse.Namespace) -> int:
 def run_pretrain_tiny(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mirg.models.pretrain import (OPTION_DEFAULTS, PretrainPlan, curriculum, explicit_command, resolve_options,
+    from mirg.tinybase.pretrain import (OPTION_DEFAULTS, PretrainPlan, curriculum, explicit_command, resolve_options,
                                       run_pretrain)
     from mirg.models.registry import resolve_model_path
 
@@ -170,7 +170,7 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
 def run_init_tiny(args: argparse.Namespace) -> int:
     import json
 
-    from mirg.models.tiny import build_tiny
+    from mirg.architectures.tiny import build_tiny
 
     summary = build_tiny(args.family, args.out, args.size, args.seed, rope_theta=args.rope_theta,
                          lm_layers=args.lm_layers, label_tokens=args.label_tokens)

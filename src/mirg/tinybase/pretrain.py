@@ -25,7 +25,7 @@ from typing import Any
 
 from mirg.formats import ORDERS
 from mirg.errors import MirgError
-from mirg.models.tiny import size_preset
+from mirg.architectures.tiny import size_preset
 from mirg.pipeline import peak_rss_mib, run_mirg
 
 
@@ -373,9 +373,9 @@ def explicit_command(out: Path, options: dict[str, Any]) -> str:
 
 
 def with_label_tokens(plan: PretrainPlan, model: Path) -> Path:
-    """``model`` with one token per synthetic label added (:func:`mirg.models.tiny.add_label_tokens_to`), saved
+    """``model`` with one token per synthetic label added (:func:`mirg.architectures.tiny.add_label_tokens_to`), saved
     once under the plan's work folder; returns that folder."""
-    from mirg.models.tiny import add_label_tokens_to
+    from mirg.architectures.tiny import add_label_tokens_to
 
     out = plan.work("stages", f"{model.name}+label-tokens")
     if not (out / "config.json").is_file():
@@ -398,7 +398,7 @@ def cap_image_pixels(plan: PretrainPlan, model: Path) -> None:
 def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
     """Build the tiny model, run the curriculum, evaluate, and leave the final model + card in ``out``."""
     from mirg.folders import check_output_folder
-    from mirg.models.card import write_model_card
+    from mirg.tinybase.card import write_model_card
     from mirg.models.registry import adapter_for
 
     if plan.out.exists() and (plan.out / "config.json").exists():

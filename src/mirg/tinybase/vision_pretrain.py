@@ -27,7 +27,7 @@ from typing import Any, Sequence
 from mirg.errors import MirgError
 from mirg.schema import Sample, read_manifest
 
-#: Largest coordinate with a number token of its own (see mirg.models.tokenizer).
+#: Largest coordinate with a number token of its own (see mirg.architectures.tokenizer).
 MAX_NUMBER = 1000
 
 

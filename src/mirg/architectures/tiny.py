@@ -189,7 +189,7 @@ def init_number_embeddings(model, tokenizer) -> int:
     """Give every single-token integer 0..1000 a sinusoidal embedding; returns how many were set."""
     import torch
 
-    from mirg.models.tokenizer import MAX_NUMBER_TOKEN
+    from mirg.architectures.tokenizer import MAX_NUMBER_TOKEN
 
     values = list(range(MAX_NUMBER_TOKEN + 1))
     ids = tokenizer.convert_tokens_to_ids([str(v) for v in values])
@@ -204,7 +204,7 @@ def init_label_embeddings(model, tokenizer) -> int:
     so that it begins as what its two words mean; returns how many were set."""
     import torch
 
-    from mirg.models.tokenizer import label_token_texts
+    from mirg.architectures.tokenizer import label_token_texts
 
     weight = model.get_input_embeddings().weight
     texts = label_token_texts()
@@ -222,7 +222,7 @@ def add_label_tokens_to(source: str | Path, out: str | Path) -> tuple[int, int]:
     the embedding table grows by a row each, started by :func:`init_label_embeddings`; returns the vocabulary
     size before and after. What `pretrain-tiny --label-tokens-last` does before its last stage."""
     from mirg.models.registry import adapter_for
-    from mirg.models.tokenizer import add_label_tokens
+    from mirg.architectures.tokenizer import add_label_tokens
 
     source, out = Path(source), Path(out)
     if out.exists() and any(out.iterdir()):
@@ -343,12 +343,12 @@ def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0, rop
                lm_layers: int | None = None, label_tokens: bool = False) -> dict:
     """Build, save and describe a tiny model of ``family``; returns a summary (params, vocab, folder).
     ``rope_theta`` and ``lm_layers`` override the size preset's rotary base and language-model depth;
-    ``label_tokens`` gives every synthetic label one token (see :func:`mirg.models.tokenizer.build_tokenizer`)."""
+    ``label_tokens`` gives every synthetic label one token (see :func:`mirg.architectures.tokenizer.build_tokenizer`)."""
     import torch
     from transformers import GenerationConfig
 
     from mirg.models.registry import adapter_for
-    from mirg.models.tokenizer import build_tokenizer
+    from mirg.architectures.tokenizer import build_tokenizer
 
     if family not in CONFIG_BUILDERS:
         raise MirgError(f"no tiny model for family {family!r}; choose one of {', '.join(FAMILIES)}")
