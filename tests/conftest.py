@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,25 @@ def run_mirg(*args: str, cwd: Path | None = None, env: dict | None = None, timeo
 @pytest.fixture
 def mirg():
     return run_mirg
+
+
+@pytest.fixture
+def loopback():
+    """Start real HTTP servers on 127.0.0.1 for a test: ``loopback(handler_class, on_close=None)`` returns the base URL
+    of an OpenAI-compatible API (``http://127.0.0.1:PORT/v1``); every server is closed after the test, ``on_close``
+    called first (to release a handler that holds requests)."""
+    servers = []
+
+    def start(handler, on_close=None) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append((server, on_close))
+        return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for server, on_close in servers:
+        if on_close is not None:
+            on_close()
+        server.shutdown()
+        server.server_close()

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx2
@@ -123,21 +123,9 @@ def _handler(script: Script) -> type:
 
 
 @pytest.fixture
-def serve():
-    servers = []
-
-    def start(script: Script) -> str:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append((server, script))
-        return f"http://127.0.0.1:{server.server_address[1]}/v1"
-
-    yield start
-    for server, script in servers:
-        script.release.set()
-        server.shutdown()
-        server.server_close()
+def serve(loopback):
+    """A scripted chat-completions server on loopback; returns its base URL."""
+    return lambda script: loopback(_handler(script), script.release.set)
 
 
 def tagged_dataset(root: Path, n: int) -> Path:

@@ -32,3 +32,27 @@ def check_output_folder(out: Path, flag: str, markers: Sequence[str], writes: st
         return
     raise MirgError(f"{flag} {out} holds other files and none a run leaves ({', '.join(markers)}); choose a new or "
                     f"empty folder (a run writes {writes} there)")
+
+
+#: In a dataset folder while a command writes it: a folder cut short is known as such and replaced by the next run.
+UNFINISHED = ".unfinished"
+
+
+def start_dataset_folder(out: Path, outputs: Sequence[str], command: str) -> None:
+    """Remove what an earlier run of ``command`` wrote into ``out`` (the files and folders named in ``outputs``, and
+    nothing else), then mark the folder unfinished until the run ends with :func:`finish_dataset_folder`."""
+    import shutil
+
+    for name in (*outputs, UNFINISHED):
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / UNFINISHED).write_text(f"{command} is writing this folder, or was stopped before it finished\n")
+
+
+def finish_dataset_folder(out: Path) -> None:
+    """The run that wrote ``out`` is complete."""
+    (out / UNFINISHED).unlink(missing_ok=True)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable
 from mirg.data.coco import CocoSet, crop_note, objects_note
 from mirg.data.compose_rules import COMPOSE_TASKS, GROUP_PHRASES, parse_tasks
 from mirg.errors import MirgError
+from mirg.folders import UNFINISHED, finish_dataset_folder, start_dataset_folder
 from mirg.geometry import box_in_window, iou, pixel_window
 from mirg.schema import ObjectAnn, Sample, Target
 
@@ -435,7 +436,6 @@ class ComposeResult:
 
 
 OUTPUTS = ("manifest.jsonl", "README.md", "rejected.jsonl", "images", "examples")
-UNFINISHED = ".unfinished"  # in the folder while a run writes it: one cut short is replaced by the next run
 
 
 def check_output(out: Path, images_dir: Path) -> None:
@@ -448,20 +448,6 @@ def check_output(out: Path, images_dir: Path) -> None:
         if images_dir.resolve().is_relative_to((out / name).resolve()):
             raise MirgError(f"--images {images_dir} is inside --out {out}/{name}, which a run replaces; keep the "
                             "photos elsewhere")
-
-
-def prepare_output(out: Path) -> None:
-    """Empty what an earlier compose run wrote into ``out`` (:func:`check_output` passed) and mark it unfinished."""
-    import shutil
-
-    for name in OUTPUTS:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / UNFINISHED).write_text("mirg data compose is writing this folder, or was stopped before it finished\n")
 
 
 def compose_dataset(cfg: ComposeConfig, coco: CocoSet, images_dir: Path, out: Path,
@@ -484,7 +470,7 @@ def compose_dataset(cfg: ComposeConfig, coco: CocoSet, images_dir: Path, out: Pa
     drawn = [draw_sample(cfg, pool, i)  # all drawn before anything is written: a refusal leaves OUT as it was
              for i in tqdm(range(cfg.n), unit=" samples", desc="drawing", disable=None if progress else True,
                            leave=False)]
-    prepare_output(out)
+    start_dataset_folder(out, OUTPUTS, "mirg data compose")
     result = ComposeResult([], Counter(), pool)
     for index, (task, position, composed, draws) in enumerate(tqdm(
             drawn, unit=" samples", desc="writing", disable=None if progress else True, leave=False)):
@@ -500,7 +486,7 @@ def compose_dataset(cfg: ComposeConfig, coco: CocoSet, images_dir: Path, out: Pa
     write_rejected(out / "rejected.jsonl", coco.rejected + pool.rejected)
     result.seconds = time.perf_counter() - start
     write_card(cfg, result, out, captions is not None)
-    (out / UNFINISHED).unlink()
+    finish_dataset_folder(out)
     return result
 
 

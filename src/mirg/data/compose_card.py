@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mirg.data.compose_rules import NEEDS, RULES
-from mirg.data.synth_card import example_picture, markdown_table, position_rows
+from mirg.data.synth_card import balance_sections, example_sections, markdown_table, write_examples
 
 
 def family_lines(tasks: tuple[str, ...]) -> list[str]:
@@ -46,27 +46,11 @@ def _region_rows(result: Any) -> list[list]:
     return [[n] + [by_n[n].get(k, "") for k in range(1, 5)] for n in sorted(by_n)]
 
 
-def _example_lines(sample) -> list[str]:
-    box = [round(v) for v in sample.target.bbox]
-    return [f"### {sample.task}", "", f"`{sample.id}`, {sample.num_images} images. **Q:** {sample.question}", "",
-            f"**A:** image {sample.target.image}, box {box} — {sample.extra['hints']['rule']}.", "",
-            f"![{sample.task}](examples/{sample.task}.png)", ""]
-
-
 def write_card(cfg: Any, result: Any, out: Path, with_captions: bool) -> None:
     """Write ``out/README.md`` and ``out/examples/<task>.png`` for the samples (already on disk). ``cfg`` and
     ``result`` are :mod:`mirg.data.compose`'s config and result (the composer calls this, not the other way)."""
     samples = result.samples
-    examples = out / "examples"
-    examples.mkdir(exist_ok=True)
-    first: dict[str, object] = {}
-    for s in samples:
-        first.setdefault(s.task, s)
-    for task, sample in first.items():
-        example_picture(sample, out, examples / f"{task}.png")
-    tasks = Counter(s.task for s in samples)
-    per_images = Counter(s.num_images for s in samples)
-    most = max(per_images)
+    first = write_examples(out, samples)
     note = ("its first caption from the captions file, else" if with_captions else "(no captions file was given)")
     lines = [
         "# Multi-image grounding samples composed from COCO-format annotations",
@@ -90,25 +74,12 @@ def write_card(cfg: Any, result: Any, out: Path, with_captions: bool) -> None:
         "## Coverage of the annotations",
         "",
         *markdown_table(["", "count"], coverage_rows(result, with_captions)),
-        "## Samples per task",
-        "",
-        *markdown_table(["task", "samples"], [[t, tasks[t]] for t in cfg.tasks if t in tasks]),
-        "## Images per sample",
-        "",
-        *markdown_table(["images", "samples"], [[k, per_images[k]] for k in sorted(per_images)]),
-        "## Target image position",
-        "",
-        "Samples per target image, for each task and number of images (balanced within each row where the layout "
-        "lets the target move: refer_grounding's target is image 2 and region's image 1 by MIG-Bench's layout).",
-        "",
-        *markdown_table(["task", "images", *[str(k) for k in range(1, most + 1)]], position_rows(samples, most)),
+        *balance_sections(samples, cfg.tasks, "balanced within each row where the layout lets the target move: "
+                          "refer_grounding's target is image 2 and region's image 1 by MIG-Bench's layout"),
     ]
-    if "region" in tasks:
+    if any(s.task == "region" for s in samples):
         lines += ["## Region asked for", "", "Region samples per region picture the question asks for (balanced).",
                   "", *markdown_table(["images", "1st", "2nd", "3rd", "4th"], _region_rows(result))]
     lines += [f"Draws thrown away: {result.retries} (no photos fitted), {result.rejects} (failed the answer check).",
-              "", "## Examples", "", "The first sample of each task; the target is boxed in magenta.", ""]
-    for task in cfg.tasks:
-        if task in first:
-            lines += _example_lines(first[task])
+              "", *example_sections(first, cfg.tasks)]
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")

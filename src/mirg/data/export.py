@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mirg.errors import MirgError
-from mirg.textfiles import open_text
+from mirg.textfiles import json_object_lines, open_text
 
 IMAGE_TOKEN = "<image>"
 EXPORT_FILES = ("dataset_info.json",)
@@ -91,20 +91,8 @@ def coords_of(text: str) -> str | None:
 
 def read_rows(path: Path) -> list[tuple[str, dict]]:
     """``(where, row)`` for every line of an ``sft.jsonl``; unreadable JSON ends in one line naming it."""
-    rows = []
     with open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise MirgError(f"{where}: unreadable JSON ({exc})") from None
-            if not isinstance(row, dict):
-                raise MirgError(f"{where}: must be a JSON object")
-            rows.append((where, row))
-    return rows
+        return list(json_object_lines(handle, path))
 
 
 def _image_files(row: dict, where: str, root: Path, count: int) -> list[Path]:

@@ -21,7 +21,6 @@ coloured shapes, in the task families of MIG-Bench (see :mod:`mirg.data.synth_ta
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 from mirg.data.synth_scene import Canvas, Retry, separated
 from mirg.data.synth_tasks import DEFAULT_TASKS, FAMILIES, PERCEPTION_TASKS, Built, Plan
 from mirg.errors import MirgError
+from mirg.folders import UNFINISHED, finish_dataset_folder, start_dataset_folder
 from mirg.schema import ObjectAnn, Sample, Target
 
 MAX_IMAGES = 6
@@ -300,7 +300,6 @@ def generate_range(cfg: SynthConfig, out: Path, start: int, stop: int) -> list[t
 # --- the dataset folder ------------------------------------------------------------------------------
 
 OUTPUTS = ("manifest.jsonl", "README.md", "images", "examples")
-UNFINISHED = ".unfinished"  # in the folder while a run writes it: one cut short can be replaced with --overwrite
 
 
 def prepare_output(out: Path, overwrite: bool) -> None:
@@ -315,14 +314,7 @@ def prepare_output(out: Path, overwrite: bool) -> None:
             raise MirgError(f"--out {out} is not empty; pass --overwrite to replace {what}")
         if not unfinished and not (out / "manifest.jsonl").is_file():
             raise MirgError(f"--out {out} holds no manifest.jsonl: not a dataset folder, not overwriting it")
-        for name in (*OUTPUTS, UNFINISHED):
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / UNFINISHED).write_text("mirg data synth is writing this folder, or was stopped before it finished\n")
+    start_dataset_folder(out, OUTPUTS, "mirg data synth")
 
 
 @dataclass
@@ -393,6 +385,6 @@ def write_dataset(cfg: SynthConfig, out: Path, workers: int = 1, overwrite: bool
     samples = [s for s, _ in results]
     write_manifest(samples, out / "manifest.jsonl")
     write_card(out, samples, cfg.tasks, cfg.image_size, cfg.command_line())
-    (out / UNFINISHED).unlink()
+    finish_dataset_folder(out)
     return SynthResult(samples, sum(d.retries for _, d in results), sum(d.rejects for _, d in results),
                        time.perf_counter() - start)

@@ -59,7 +59,7 @@ def position_rows(samples: list["Sample"], most: int) -> list[list]:
 
 
 def _example_lines(sample: "Sample") -> list[str]:
-    box = [int(v) for v in sample.target.bbox]
+    box = [round(v) for v in sample.target.bbox]
     rule = sample.extra.get("hints", {}).get("rule", "")
     return [
         f"### {sample.task}",
@@ -73,9 +73,8 @@ def _example_lines(sample: "Sample") -> list[str]:
     ]
 
 
-def write_card(out: Path, samples: list["Sample"], tasks_made: Sequence[str], image_size: int, command: str) -> None:
-    """Write ``out/README.md`` and ``out/examples/<task>.png`` for ``samples`` (already on disk), made for the tasks
-    ``tasks_made`` at ``image_size`` px by ``command``."""
+def write_examples(out: Path, samples: list["Sample"]) -> dict[str, "Sample"]:
+    """``out/examples/<task>.png`` for the first sample of each task; returns those samples by task."""
     examples = out / "examples"
     examples.mkdir(exist_ok=True)
     first: dict[str, "Sample"] = {}
@@ -83,14 +82,48 @@ def write_card(out: Path, samples: list["Sample"], tasks_made: Sequence[str], im
         first.setdefault(s.task, s)
     for task, sample in first.items():
         example_picture(sample, out, examples / f"{task}.png")
+    return first
+
+
+def balance_sections(samples: list["Sample"], tasks_made: Sequence[str], position_note: str) -> list[str]:
+    """A card's counts: samples per task, images per sample, and the target image's position per task and number
+    of images (``position_note`` says how it is balanced)."""
     tasks = Counter(s.task for s in samples)
     per_images = Counter(s.num_images for s in samples)
     most = max(per_images)
+    return [
+        "## Samples per task",
+        "",
+        *markdown_table(["task", "samples"], [[t, tasks[t]] for t in tasks_made if t in tasks]),
+        "## Images per sample",
+        "",
+        *markdown_table(["images", "samples"], [[k, per_images[k]] for k in sorted(per_images)]),
+        "## Target image position",
+        "",
+        f"Samples per target image, for each task and number of images ({position_note}).",
+        "",
+        *markdown_table(["task", "images", *[str(k) for k in range(1, most + 1)]], position_rows(samples, most)),
+    ]
+
+
+def example_sections(first: dict[str, "Sample"], tasks_made: Sequence[str]) -> list[str]:
+    """The card's examples: the first sample of each task, its question, answer and picture."""
+    lines = ["## Examples", "", "The first sample of each task; the target is boxed in magenta.", ""]
+    for task in tasks_made:
+        if task in first:
+            lines += _example_lines(first[task])
+    return lines
+
+
+def write_card(out: Path, samples: list["Sample"], tasks_made: Sequence[str], image_size: int, command: str) -> None:
+    """Write ``out/README.md`` and ``out/examples/<task>.png`` for ``samples`` (already on disk), made for the tasks
+    ``tasks_made`` at ``image_size`` px by ``command``."""
+    first = write_examples(out, samples)
+    images = sum(s.num_images for s in samples)
     lines = [
         "# Synthetic multi-image grounding benchmark",
         "",
-        f"{len(samples)} samples, {sum(per_images[k] * k for k in per_images)} images of "
-        f"{image_size}x{image_size} px, made by:",
+        f"{len(samples)} samples, {images} images of {image_size}x{image_size} px, made by:",
         "",
         f"    {command}",
         "",
@@ -101,23 +134,7 @@ def write_card(out: Path, samples: list["Sample"], tasks_made: Sequence[str], im
         "black (outlines are not objects). Every answer is unique: nothing else in the target image matches "
         "the question. Boxes are `[x1, y1, x2, y2]` in pixels.",
         "",
-        "## Samples per task",
-        "",
-        *markdown_table(["task", "samples"], [[t, tasks[t]] for t in tasks_made if t in tasks]),
-        "## Images per sample",
-        "",
-        *markdown_table(["images", "samples"], [[k, per_images[k]] for k in sorted(per_images)]),
-        "## Target image position",
-        "",
-        "Samples per target image, for each task and number of images (balanced within each row).",
-        "",
-        *markdown_table(["task", "images", *[str(k) for k in range(1, most + 1)]], position_rows(samples, most)),
-        "## Examples",
-        "",
-        "The first sample of each task; the target is boxed in magenta.",
-        "",
+        *balance_sections(samples, tasks_made, "balanced within each row"),
+        *example_sections(first, tasks_made),
     ]
-    for task in tasks_made:
-        if task in first:
-            lines += _example_lines(first[task])
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")

@@ -10,7 +10,7 @@ from typing import Any
 
 from mirg.eval import migbench
 from mirg.errors import MirgError
-from mirg.textfiles import open_text
+from mirg.textfiles import json_object_lines, open_text
 
 
 @dataclass
@@ -47,17 +47,8 @@ def _first_char(path: Path) -> str:
 def read_predictions_jsonl(path: Path) -> dict[str, str]:
     """``id -> response`` from a JSONL file; a bad or duplicate line is an error naming the line."""
     out: dict[str, str] = {}
-    with path.open(encoding="utf-8-sig", errors="replace") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise MirgError(f"{where}: unreadable JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise MirgError(f"{where}: must be a JSON object with id and response")
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:  # a model's text may hold any bytes
+        for where, record in json_object_lines(handle, path, "a JSON object with id and response"):
             pid, response = record.get("id"), record.get("response")
             if not isinstance(pid, str):
                 raise MirgError(f"{where}: id: missing field (a string)")

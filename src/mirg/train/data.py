@@ -9,13 +9,12 @@ and, for ``resized`` boxes, the pixel limits the run's processor resizes images 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from mirg.errors import MirgError
 from mirg.prompts import COORD_HINTS, instruction
-from mirg.textfiles import open_text
+from mirg.textfiles import json_object_lines, open_text
 
 #: The file and the columns each stage needs.
 STAGE_FILES = {"sft": "sft.jsonl", "grpo": "rl.jsonl"}
@@ -39,10 +38,8 @@ def read_records(file: Path, columns: tuple[str, ...], limit: int | None = None)
     """Records of a JSONL file, each checked for ``columns`` and for its image files."""
     records = []
     with open_text(file) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            records.append(_check_record(_parse_line(line, file, line_no), columns, file, line_no))
+        for where, record in json_object_lines(handle, file, "a JSON object (a record)"):
+            records.append(_check_record(record, columns, file, where))
             if limit is not None and len(records) >= limit:
                 break
     if not records:
@@ -50,29 +47,19 @@ def read_records(file: Path, columns: tuple[str, ...], limit: int | None = None)
     return records
 
 
-def _parse_line(line: str, file: Path, line_no: int) -> dict:
-    try:
-        record = json.loads(line)
-    except ValueError as exc:
-        raise MirgError(f"{file}:{line_no}: not valid JSON ({exc})") from None
-    if not isinstance(record, dict):
-        raise MirgError(f"{file}:{line_no}: a record must be a JSON object")
-    return record
-
-
-def _check_record(record: dict, columns: tuple[str, ...], file: Path, line_no: int) -> dict:
+def _check_record(record: dict, columns: tuple[str, ...], file: Path, where: str) -> dict:
     missing = [c for c in columns if c not in record]
     if missing:
-        raise MirgError(f"{file}:{line_no}: missing column {missing[0]!r} (each record needs {', '.join(columns)})")
+        raise MirgError(f"{where}: missing column {missing[0]!r} (each record needs {', '.join(columns)})")
     images = record["images"]
     if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
-        raise MirgError(f"{file}:{line_no}: 'images' must be a list of paths relative to {file.parent}")
+        raise MirgError(f"{where}: 'images' must be a list of paths relative to {file.parent}")
     placeholders = count_image_parts(record["prompt"])
     if placeholders != len(images):
-        raise MirgError(f"{file}:{line_no}: prompt has {placeholders} image placeholder(s) but {len(images)} image(s)")
+        raise MirgError(f"{where}: prompt has {placeholders} image placeholder(s) but {len(images)} image(s)")
     for rel in images:
         if not (file.parent / rel).is_file():
-            raise MirgError(f"{file}:{line_no}: image {rel} not found in {file.parent}")
+            raise MirgError(f"{where}: image {rel} not found in {file.parent}")
     return record
 
 
