@@ -180,13 +180,27 @@ def image_tokens(model: Path, data: Path) -> list[int]:
     return counts
 
 
+def saved_parameters(model: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(model / "model.safetensors"), "pt") as weights:
+        return sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("family, size, coords", [("qwen2_5_vl", "3b", "resized"), ("qwen3_vl", "4b", "norm1000")])
-def test_one_sft_and_one_grpo_step_with_four_photos_per_prompt(photos, tmp_path, family, size, coords):
+@pytest.mark.parametrize("family, size, scale, coords, training", [
+    # one head of 128 (hidden 128), untied head, LoRA: the 7B recipe's way on 24 GiB
+    ("qwen2_5_vl", "7b", "0.036", "resized", ["--use_lora", "true"]),
+    # two heads of 128 (hidden 160): deepstack, interleaved M-RoPE, learned position grid; full training
+    ("qwen3_vl", "4b", "0.0625", "norm1000", []),
+])
+def test_one_sft_and_one_grpo_step_with_four_photos_per_prompt(photos, tmp_path, family, size, scale, coords,
+                                                                training):
     model, data = tmp_path / "model", tmp_path / "traj"
     assert main(["model", "init", "--family", family, "--size", size, "--layers", "2", "--vision-depth", "2",
-                 "--width-scale", "0.0625", "--out", str(model)]) == 0
-    assert (model / "model.safetensors").is_file()
+                 "--width-scale", scale, "--out", str(model)]) == 0
+    record = json.loads((model / "init_model.json").read_text())
+    assert record["parameters"]["total"] == saved_parameters(model)  # real weights, counted right
     assert main(["data", "trajectories", "--data", str(photos), "--out", str(data), "--coords", coords,
                  "--max-pixels", str(STEP_MAX_PIXELS)]) == 0
     tokens = image_tokens(model, data)
@@ -196,7 +210,7 @@ def test_one_sft_and_one_grpo_step_with_four_photos_per_prompt(photos, tmp_path,
     assert main(["sft", "--config", str(RECIPE / "sft.yaml"), "--model", str(model), "--data", str(data),
                  "--output_dir", str(tmp_path / "sft"), "--max_steps", "1", "--bf16", "false",
                  "--model_dtype", "float32", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps",
-                 "1", "--logging_steps", "1", *pixels, *QUIET]) == 0
+                 "1", "--logging_steps", "1", *pixels, *training, *QUIET]) == 0
     sft_log = json.loads((tmp_path / "sft" / "trainer_state.json").read_text())["log_history"][0]
     assert math.isfinite(sft_log["loss"]) and sft_log["num_tokens"] > tokens[0]  # no image token cut off
 
@@ -205,6 +219,6 @@ def test_one_sft_and_one_grpo_step_with_four_photos_per_prompt(photos, tmp_path,
                  "--model_dtype", "float32", "--use_vllm", "false", "--num_generations", "2",
                  "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
                  "--max_completion_length", "8", "--beta", "0", "--log_completions", "false", "--logging_steps", "1",
-                 *pixels, *QUIET]) == 0
+                 *pixels, *training, *QUIET]) == 0
     grpo_log = json.loads((tmp_path / "grpo" / "trainer_state.json").read_text())["log_history"][0]
     assert grpo_log["num_tokens"] >= 4 * tokens[0] and "rewards/object_reward/mean" in grpo_log

@@ -12,6 +12,7 @@ A published model cut in depth records what it was cut from in :data:`INIT_FILE`
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -59,7 +60,9 @@ def write_model_folder(shape: ModelShape, tokenizer, folder: Path, seed: int = 0
         generation.save_pretrained(str(folder))
     else:
         torch.manual_seed(seed)
-        model = model_class(config) if dtype == "float32" else model_class._from_config(config, dtype=getattr(torch, dtype))
+        # _from_config builds in the dtype asked for, so a bf16 model never exists in fp32 first
+        build = model_class if dtype == "float32" else partial(model_class._from_config, dtype=getattr(torch, dtype))
+        model = build(config)
         if prepare is not None:
             prepare(model)
         counts = model_parameters(model, shape.family)

@@ -223,10 +223,12 @@ def cut_depth(shape: ModelShape, layers: int | None = None, vision_depth: int | 
     if layers is not None:
         text = replace(text, num_hidden_layers=int(layers))
     if vision_depth is not None:
+        published_depth = vision.depth
         vision = replace(
             vision, depth=int(vision_depth),
-            fullatt_block_indexes=tuple(full_attention_blocks(vision.fullatt_block_indexes, vision.depth, vision_depth)),
-            deepstack_visual_indexes=tuple(deepstack_blocks(vision.deepstack_visual_indexes, vision.depth,
+            fullatt_block_indexes=tuple(full_attention_blocks(vision.fullatt_block_indexes, published_depth,
+                                                              vision_depth)),
+            deepstack_visual_indexes=tuple(deepstack_blocks(vision.deepstack_visual_indexes, published_depth,
                                                             vision_depth)),
         )
     return replace(shape, text=text, vision=vision)
@@ -257,6 +259,7 @@ def scale_width(shape: ModelShape, scale: float) -> ModelShape:
                    num_key_value_heads=_kv_heads(heads, round(text.num_key_value_heads * scale)),
                    intermediate_size=_scaled(text.intermediate_size, scale))
     vision_heads = _scaled(vision.num_heads, scale)
-    vision = replace(vision, num_heads=vision_heads, hidden_size=vision_heads * (vision.hidden_size // vision.num_heads),
+    vision_head_dim = vision.hidden_size // vision.num_heads
+    vision = replace(vision, num_heads=vision_heads, hidden_size=vision_heads * vision_head_dim,
                      intermediate_size=_scaled(vision.intermediate_size, scale), out_hidden_size=hidden)
     return replace(shape, text=text, vision=vision)

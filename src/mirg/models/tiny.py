@@ -119,7 +119,8 @@ def _text_config(shape: ModelShape, tokenizer, ids: dict[str, int], rope: dict) 
 
 
 def _mrope(shape: ModelShape) -> dict:
-    rope = {"rope_type": "default", "rope_theta": shape.text.rope_theta, "mrope_section": list(shape.text.mrope_section)}
+    text = shape.text
+    rope = {"rope_type": "default", "rope_theta": text.rope_theta, "mrope_section": list(text.mrope_section)}
     return rope | ({"mrope_interleaved": True} if shape.text.mrope_interleaved else {})
 
 
