@@ -101,7 +101,9 @@ for name in ("sft", "grpo"):
 info = json.loads((out / "model_info.json").read_text())
 result = {"device": env, "model_parameters": info["parameters"], "stages": rows}
 (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
-lines = [f"{env}; Qwen2.5-VL-3B full depth, {info['parameters']['total']:,} parameters, bf16", "",
+depth = info["depth"]
+lines = [f"{env}; Qwen2.5-VL-3B shape, {depth['layers']} layers and {depth['vision_depth']} vision blocks, "
+         f"{info['parameters']['total']:,} parameters, bf16", "",
          "| stage | rc | steps | time per step (s) | tokens/s | peak GPU memory (GiB) |", "|---|---|---|---|---|---|"]
 for name, r in rows.items():
     per_step = r.get("step_time_s") or r.get("mean_step_s")

@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,17 +48,48 @@ GRPO_FLAGS = ["--use_vllm", "false", "--num_generations", "2", "--per_device_tra
               "--max_completion_length", "32", "--log_completions", "false"]
 
 
+def _rss_gib(pid: int) -> float:
+    """Resident memory of process ``pid`` now (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            line = next(line for line in status if line.startswith("VmRSS:"))
+        return int(line.split()[1]) * 1024 / GIB
+    except (OSError, StopIteration):
+        return 0.0
+
+
 def run_measured(command: list[str], log: Path) -> dict:
-    """Run ``command`` with its output in ``log``; its wall time, exit status and peak resident memory (GiB)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    """Run ``command`` with its output in ``log``; its wall time, exit status and peak resident memory (GiB):
+    over the whole run (``wait4``'s ``ru_maxrss``) and up to the end of training (sampled every 0.2 s until the
+    trainer prints its ``train_runtime``; the final save comes after, and with LoRA it merges the adapters)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
     start, load = time.monotonic(), os.getloadavg()[0]
+    trained = threading.Event()
     with open(log, "w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                                   text=True, bufsize=1)
+
+        def copy_output() -> None:
+            for line in process.stdout:
+                handle.write(line)
+                if "'train_runtime'" in line:
+                    trained.set()
+
+        reader = threading.Thread(target=copy_output, daemon=True)
+        reader.start()
+        step_peak = 0.0
+        while True:  # wait4, not poll: only wait4 hands back the child's own resource usage
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if not trained.is_set():
+                step_peak = max(step_peak, _rss_gib(process.pid))
+            time.sleep(0.2)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        reader.join()
     result = {"wall_s": round(time.monotonic() - start, 1), "rc": process.returncode,
-              "peak_rss_gib": round(usage.ru_maxrss * 1024 / GIB, 2), "load_before": round(load, 2),
-              "load_after": round(os.getloadavg()[0], 2)}
+              "peak_rss_gib": round(usage.ru_maxrss * 1024 / GIB, 2), "peak_rss_to_step_end_gib": round(step_peak, 2),
+              "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
     if process.returncode != 0:
         result["error"] = log.read_text()[-2000:]
     return result
@@ -136,10 +168,15 @@ def measure(name: str, layers: int, work: Path, stages: list[str]) -> dict:
     return row
 
 
+def _step_peak(run: dict) -> float:
+    return run.get("peak_rss_to_step_end_gib") or run["peak_rss_gib"]
+
+
 def extrapolate(name: str, rows: list[dict]) -> dict:
-    """Peak memory per added language-model layer and at the published depth (fp32): the 2-layer peak, plus the
-    per-layer figure times the layers cut away, plus the weights of the vision blocks cut away (frozen: no
-    gradients, no optimizer state, no kept activations; 4 bytes per parameter).
+    """Peak memory of the step (to the end of training, the final save left out) per added language-model layer,
+    and at the published depth (fp32): the 2-layer peak, plus the per-layer figure times the layers cut away,
+    plus the weights of the vision blocks cut away (frozen: no gradients, no optimizer state, no kept
+    activations; 4 bytes per parameter).
 
     The per-layer figure is measured (3-layer peak minus 2-layer peak) where both runs exist. A GRPO step measured
     at 2 layers only is given SFT's measured per-layer figure plus what GRPO keeps per layer on top of SFT: the
@@ -159,16 +196,17 @@ def extrapolate(name: str, rows: list[dict]) -> dict:
         if stage not in two:
             continue
         if stage in three:
-            per_layer, how = three[stage]["peak_rss_gib"] - two[stage]["peak_rss_gib"], "measured (3 - 2 layers)"
+            per_layer, how = _step_peak(three[stage]) - _step_peak(two[stage]), "measured (3 - 2 layers)"
         elif stage == "grpo" and "sft" in three:
             reference = 0 if lora else layer_params * 4 / GIB
-            per_layer = three["sft"]["peak_rss_gib"] - two["sft"]["peak_rss_gib"] + reference
+            per_layer = _step_peak(three["sft"]) - _step_peak(two["sft"]) + reference
             how = "SFT's measured per-layer figure + the reference model's copy of a layer"
         else:
             continue
-        fp32 = two[stage]["peak_rss_gib"] + (full["layers"] - 2) * per_layer + frozen_vision
+        fp32 = _step_peak(two[stage]) + (full["layers"] - 2) * per_layer + frozen_vision
         result[stage] = {"per_layer_gib": round(per_layer, 2), "per_layer_from": how,
-                         "full_depth_fp32_gib": round(fp32, 1), "full_depth_bf16_gib": round(fp32 / 2, 1)}
+                         "layer_parameters": layer_params, "full_depth_fp32_gib": round(fp32, 1),
+                         "full_depth_bf16_gib": round(fp32 / 2, 1)}
     return result
 
 
@@ -185,7 +223,7 @@ def main() -> int:
     for name in args.configs.split(","):
         rows = {row["layers"]: row for row in results.get(name, {}).get("rows", [])}
         for layers in (int(n) for n in args.layers.split(",")):
-            rows[layers] = measure(name, layers, args.work, args.stages.split(","))
+            rows[layers] = {**rows.get(layers, {}), **measure(name, layers, args.work, args.stages.split(","))}
         results[name] = {"rows": [rows[k] for k in sorted(rows)]}
         results[name]["extrapolated"] = extrapolate(name, results[name]["rows"])
         args.out.parent.mkdir(parents=True, exist_ok=True)
