@@ -1,6 +1,6 @@
 """Tiny, randomly initialised vision-language models built offline from a config.
 
-``build_tiny(family, out, size, seed)`` writes a normal Hugging Face folder (weights, config, generation
+``mirg.architectures.build.build_tiny(family, out, size, seed)`` writes a normal Hugging Face folder (weights, config, generation
 config, tokenizer, image processor, chat template) that reloads with ``from_pretrained`` and trains under
 TRL on a CPU. Sizes scale width and depth:
 
@@ -20,11 +20,11 @@ True
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mirg.errors import MirgError
+from mirg.architectures.published import CLIP_MEAN, CLIP_STD, ModelShape, TextShape, VisionShape
 
 #: Images up to this many pixels keep their size in the tiny Qwen processors (224 x 224).
 TINY_MAX_PIXELS = 224 * 224
@@ -73,21 +73,54 @@ def mrope_section(head_dim: int) -> list[int]:
     return [time, height, half - time - height]
 
 
-def _text_config(size: TinySize, vocab_size: int, ids: dict[str, int], rope: dict) -> dict:
-    return {
-        "vocab_size": vocab_size,
-        "hidden_size": size.hidden,
-        "intermediate_size": size.hidden * 2,
-        "num_hidden_layers": size.layers,
-        "num_attention_heads": size.heads,
-        "num_key_value_heads": size.kv_heads,
-        "max_position_embeddings": 4096,
+def tiny_shape(family: str, size: TinySize) -> ModelShape:
+    """The tiny preset ``size`` as a :class:`~mirg.architectures.published.ModelShape` of ``family``: what
+    ``init-tiny`` builds through the same path as the published shapes. The vocabulary is the tokenizer's."""
+    head_dim = size.hidden // size.heads
+    text = TextShape(
+        hidden_size=size.hidden, intermediate_size=size.hidden * 2, num_hidden_layers=size.layers,
+        num_attention_heads=size.heads, num_key_value_heads=size.kv_heads, head_dim=head_dim, vocab_size=None,
+        rope_theta=size.rope_theta, mrope_section=tuple(mrope_section(head_dim)),
+        mrope_interleaved=family == "qwen3_vl", tie_word_embeddings=True, max_position_embeddings=4096,
+    )
+    vision = VisionShape(
+        depth=size.vision_depth, hidden_size=size.vision_hidden, intermediate_size=size.vision_hidden * 2,
+        num_heads=size.vision_heads, out_hidden_size=size.hidden,
+        patch_size=TINY_LLAVA_PATCH if family == "llava" else 14,
+        window_size=112 if family == "qwen2_5_vl" else None,
+        fullatt_block_indexes=(size.vision_depth - 1,) if family == "qwen2_5_vl" else (),
+        num_position_embeddings=size.position_grid ** 2 if family == "qwen3_vl" else None,
+        deepstack_visual_indexes=(size.vision_depth - 1,) if family == "qwen3_vl" else (),
+    )
+    return ModelShape(family=family, size="tiny", text=text, vision=vision, min_pixels=TINY_MIN_PIXELS,
+                      max_pixels=TINY_MAX_PIXELS, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+
+
+def _text_config(shape: ModelShape, tokenizer, ids: dict[str, int], rope: dict) -> dict:
+    text = shape.text
+    config = {
+        "vocab_size": text.vocab_size or len(tokenizer),
+        "hidden_size": text.hidden_size,
+        "intermediate_size": text.intermediate_size,
+        "num_hidden_layers": text.num_hidden_layers,
+        "num_attention_heads": text.num_attention_heads,
+        "num_key_value_heads": text.num_key_value_heads,
+        "max_position_embeddings": text.max_position_embeddings,
         "rope_parameters": rope,
         "bos_token_id": None,
         "eos_token_id": ids["eos"],
         "pad_token_id": ids["pad"],
-        "tie_word_embeddings": True,
+        "tie_word_embeddings": text.tie_word_embeddings,
     }
+    if text.rms_norm_eps is not None:
+        config["rms_norm_eps"] = text.rms_norm_eps
+    return config
+
+
+def _mrope(shape: ModelShape) -> dict:
+    text = shape.text
+    rope = {"rope_type": "default", "rope_theta": text.rope_theta, "mrope_section": list(text.mrope_section)}
+    return rope | ({"mrope_interleaved": True} if shape.text.mrope_interleaved else {})
 
 
 def _qwen_token_ids(tokenizer) -> dict[str, int]:
@@ -96,67 +129,73 @@ def _qwen_token_ids(tokenizer) -> dict[str, int]:
     return {key: tokenizer.convert_tokens_to_ids(token) for key, token in names.items()}
 
 
-def qwen2_5_vl_config(size: TinySize, tokenizer, ids: dict[str, int]):
+def qwen2_5_vl_config(shape: ModelShape, tokenizer, ids: dict[str, int]):
     from transformers import Qwen2_5_VLConfig
 
-    rope = {"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": mrope_section(size.head_dim)}
+    v = shape.vision
     vision = {
-        "depth": size.vision_depth, "hidden_size": size.vision_hidden, "intermediate_size": size.vision_hidden * 2,
-        "num_heads": size.vision_heads, "out_hidden_size": size.hidden, "patch_size": 14, "spatial_merge_size": 2,
-        "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [size.vision_depth - 1],
+        "depth": v.depth, "hidden_size": v.hidden_size, "intermediate_size": v.intermediate_size,
+        "num_heads": v.num_heads, "out_hidden_size": v.out_hidden_size, "patch_size": v.patch_size,
+        "spatial_merge_size": v.spatial_merge_size, "temporal_patch_size": v.temporal_patch_size,
+        "window_size": v.window_size, "fullatt_block_indexes": list(v.fullatt_block_indexes),
     }
+    if v.tokens_per_second is not None:
+        vision["tokens_per_second"] = v.tokens_per_second
     return Qwen2_5_VLConfig(
-        text_config=_text_config(size, len(tokenizer), ids, rope), vision_config=vision,
-        **_qwen_token_ids(tokenizer), tie_word_embeddings=True,
+        text_config=_text_config(shape, tokenizer, ids, _mrope(shape)), vision_config=vision,
+        **_qwen_token_ids(tokenizer), tie_word_embeddings=shape.text.tie_word_embeddings,
     )
 
 
-def qwen2_vl_config(size: TinySize, tokenizer, ids: dict[str, int]):
+def qwen2_vl_config(shape: ModelShape, tokenizer, ids: dict[str, int]):
     from transformers import Qwen2VLConfig
 
-    rope = {"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": mrope_section(size.head_dim)}
+    v = shape.vision
     vision = {
-        "depth": size.vision_depth, "embed_dim": size.vision_hidden, "hidden_size": size.hidden, "mlp_ratio": 2,
-        "num_heads": size.vision_heads, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+        "depth": v.depth, "embed_dim": v.hidden_size, "hidden_size": v.out_hidden_size,
+        "mlp_ratio": v.intermediate_size // v.hidden_size, "num_heads": v.num_heads, "patch_size": v.patch_size,
+        "spatial_merge_size": v.spatial_merge_size, "temporal_patch_size": v.temporal_patch_size,
     }
     return Qwen2VLConfig(
-        text_config=_text_config(size, len(tokenizer), ids, rope), vision_config=vision,
-        **_qwen_token_ids(tokenizer), tie_word_embeddings=True,
+        text_config=_text_config(shape, tokenizer, ids, _mrope(shape)), vision_config=vision,
+        **_qwen_token_ids(tokenizer), tie_word_embeddings=shape.text.tie_word_embeddings,
     )
 
 
-def qwen3_vl_config(size: TinySize, tokenizer, ids: dict[str, int]):
-    """Qwen3-VL: its vision tower adds a learned absolute position grid (``position_grid`` squared)."""
+def qwen3_vl_config(shape: ModelShape, tokenizer, ids: dict[str, int]):
+    """Qwen3-VL: its vision tower adds a learned absolute position grid (``num_position_embeddings`` cells)."""
     from transformers import Qwen3VLConfig
 
-    rope = {"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": mrope_section(size.head_dim),
-            "mrope_interleaved": True}
-    text = _text_config(size, len(tokenizer), ids, rope) | {"head_dim": size.head_dim}
+    v = shape.vision
+    text = _text_config(shape, tokenizer, ids, _mrope(shape)) | {"head_dim": shape.text.head_dim}
     vision = {
-        "depth": size.vision_depth, "hidden_size": size.vision_hidden, "intermediate_size": size.vision_hidden * 2,
-        "num_heads": size.vision_heads, "out_hidden_size": size.hidden, "patch_size": 14, "spatial_merge_size": 2,
-        "temporal_patch_size": 2, "num_position_embeddings": size.position_grid ** 2,
-        "deepstack_visual_indexes": [size.vision_depth - 1],
+        "depth": v.depth, "hidden_size": v.hidden_size, "intermediate_size": v.intermediate_size,
+        "num_heads": v.num_heads, "out_hidden_size": v.out_hidden_size, "patch_size": v.patch_size,
+        "spatial_merge_size": v.spatial_merge_size, "temporal_patch_size": v.temporal_patch_size,
+        "num_position_embeddings": v.num_position_embeddings,
+        "deepstack_visual_indexes": list(v.deepstack_visual_indexes),
     }
     return Qwen3VLConfig(text_config=text, vision_config=vision, **_qwen_token_ids(tokenizer),
-                         tie_word_embeddings=True)
+                         tie_word_embeddings=shape.text.tie_word_embeddings)
 
 
-def llava_config(size: TinySize, tokenizer, ids: dict[str, int]):
+def llava_config(shape: ModelShape, tokenizer, ids: dict[str, int]):
     """LLaVA: CLIP vision tower (learned absolute positions) + a small Qwen2 language model."""
     from transformers import LlavaConfig
 
-    side, patch = TINY_LLAVA_SIDE, TINY_LLAVA_PATCH
+    side, v = TINY_LLAVA_SIDE, shape.vision
     vision = {
-        "model_type": "clip_vision_model", "hidden_size": size.vision_hidden,
-        "intermediate_size": size.vision_hidden * 2, "num_hidden_layers": size.vision_depth,
-        "num_attention_heads": size.vision_heads, "image_size": side, "patch_size": patch, "projection_dim": size.hidden,
+        "model_type": "clip_vision_model", "hidden_size": v.hidden_size,
+        "intermediate_size": v.intermediate_size, "num_hidden_layers": v.depth,
+        "num_attention_heads": v.num_heads, "image_size": side, "patch_size": v.patch_size,
+        "projection_dim": v.out_hidden_size,
     }
-    text = _text_config(size, len(tokenizer), ids, {"rope_type": "default", "rope_theta": size.rope_theta})
+    text = _text_config(shape, tokenizer, ids, {"rope_type": "default", "rope_theta": shape.text.rope_theta})
     return LlavaConfig(
         vision_config=vision, text_config={"model_type": "qwen2", **text},
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_seq_length=(side // patch) ** 2,
-        vision_feature_layer=-1, vision_feature_select_strategy="default", tie_word_embeddings=True,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_seq_length=(side // v.patch_size) ** 2,
+        vision_feature_layer=-1, vision_feature_select_strategy="default",
+        tie_word_embeddings=shape.text.tie_word_embeddings,
     )
 
 
@@ -289,8 +328,9 @@ def init_vision_positions(model, family: str) -> bool:
     return True
 
 
-def build_processor(family: str, tokenizer):
-    """The processor a tiny model of ``family`` is saved with (PIL image processors: no torchvision needed)."""
+def build_processor(family: str, tokenizer, shape: ModelShape | None = None):
+    """The processor a model of ``family`` is saved with (PIL image processors: no torchvision needed): the
+    pixel limits, patch, merge and normalisation of ``shape`` (default: the tiny models')."""
     import transformers
 
     from mirg.models.processors import IMAGE_ONLY
@@ -305,8 +345,12 @@ def build_processor(family: str, tokenizer):
             vision_feature_select_strategy="default", num_additional_image_tokens=1,
             chat_template=tokenizer.chat_template,
         )
+    shape = shape or tiny_shape(family, SIZES["s"])
+    v = shape.vision
     image_processor = transformers.Qwen2VLImageProcessorPil(
-        min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, patch_size=14, merge_size=2, temporal_patch_size=2
+        min_pixels=shape.min_pixels, max_pixels=shape.max_pixels, patch_size=v.patch_size,
+        merge_size=v.spatial_merge_size, temporal_patch_size=v.temporal_patch_size,
+        image_mean=list(shape.image_mean), image_std=list(shape.image_std),
     )
     processor_class = {"qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen2_vl": "Qwen2VLProcessor",
                        "qwen3_vl": "Qwen3VLProcessor"}[family]
@@ -337,44 +381,3 @@ def size_preset(size: str, rope_theta: float | None = None, lm_layers: int | Non
     if lm_layers is not None:
         preset = replace(preset, layers=int(lm_layers))
     return preset
-
-
-def build_tiny(family: str, out: str | Path, size: str = "s", seed: int = 0, rope_theta: float | None = None,
-               lm_layers: int | None = None, label_tokens: bool = False) -> dict:
-    """Build, save and describe a tiny model of ``family``; returns a summary (params, vocab, folder).
-    ``rope_theta`` and ``lm_layers`` override the size preset's rotary base and language-model depth;
-    ``label_tokens`` gives every synthetic label one token (see :func:`mirg.architectures.tokenizer.build_tokenizer`)."""
-    import torch
-    from transformers import GenerationConfig
-
-    from mirg.models.registry import adapter_for
-    from mirg.architectures.tokenizer import build_tokenizer
-
-    if family not in CONFIG_BUILDERS:
-        raise MirgError(f"no tiny model for family {family!r}; choose one of {', '.join(FAMILIES)}")
-    preset = size_preset(size, rope_theta, lm_layers)
-    folder = Path(out)
-    if folder.exists() and any(folder.iterdir()):
-        raise MirgError(f"{folder} exists and is not empty; choose a new --out folder")
-    tokenizer = build_tokenizer("llava" if family == "llava" else "qwen", label_tokens=label_tokens)
-    ids = {"eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id}
-    config = CONFIG_BUILDERS[family](preset, tokenizer, ids)
-    torch.manual_seed(seed)
-    model = adapter_for(family).model_class()(config)
-    init_number_embeddings(model, tokenizer)
-    if label_tokens:
-        init_label_embeddings(model, tokenizer)
-    init_vision_positions(model, family)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"], bos_token_id=None
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
-    build_processor(family, tokenizer).save_pretrained(str(folder))
-    summary = {
-        "family": family, "size": size, "seed": seed, "rope_theta": preset.rope_theta, "lm_layers": preset.layers,
-        "label_tokens": label_tokens, "folder": str(folder),
-        "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
-    }
-    (folder / "tiny_model.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary

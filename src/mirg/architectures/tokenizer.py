@@ -53,6 +53,63 @@ _TEMPLATE = (
 CHAT_TEMPLATE = _TEMPLATE.replace("__IMAGE__", "<|vision_start|><|image_pad|><|vision_end|>")
 LLAVA_CHAT_TEMPLATE = _TEMPLATE.replace("__IMAGE__", "<image>")
 
+#: The published Qwen2.5-VL and Qwen3-VL tokenizers: their special tokens in their order (ids 151643-151656
+#: there), and the ordinary (non-special) tokens they add after them. ``<think>``/``</think>`` are ordinary in
+#: Qwen3-VL's too (here they come with :data:`TAG_TOKENS`, for every family).
+QWEN_VL_SPECIALS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>",
+)
+_QWEN_ORDINARY = ("<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+                  "<|repo_name|>", "<|file_sep|>")
+FAMILY_ORDINARY = {"qwen2_5_vl": _QWEN_ORDINARY, "qwen3_vl": _QWEN_ORDINARY + ("<tool_response>", "</tool_response>")}
+
+#: The published chat templates' rendering of system, user and assistant messages made of text, image and video
+#: parts (tool calls are not rendered). Qwen2.5-VL opens every conversation without a system message with its
+#: default one; Qwen3-VL adds none. ``add_vision_id`` numbers the pictures ("Picture 1: ") as both do.
+_VISION_PARTS = (
+    "{%- if part is string %}{{- part }}"
+    "{%- elif part.type == 'image' or 'image' in part or 'image_url' in part %}"
+    "{%- set images.count = images.count + 1 %}"
+    "{%- if add_vision_id %}{{- 'Picture ' ~ images.count ~ ': ' }}{%- endif %}"
+    "{{- '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif part.type == 'video' or 'video' in part %}"
+    "{%- set videos.count = videos.count + 1 %}"
+    "{%- if add_vision_id %}{{- 'Video ' ~ videos.count ~ ': ' }}{%- endif %}"
+    "{{- '<|vision_start|><|video_pad|><|vision_end|>' }}"
+    "{%- elif 'text' in part %}{{- part.text }}{%- endif %}"
+)
+_CONTENT = (
+    "{%- if message.content is string %}{{- message.content }}"
+    "{%- else %}{%- for part in message.content %}__PARTS__{%- endfor %}{%- endif %}"
+)
+QWEN2_5_VL_CHAT_TEMPLATE = (
+    "{%- set images = namespace(count=0) %}{%- set videos = namespace(count=0) %}"
+    "{%- for message in messages %}"
+    "{%- if loop.first and message.role != 'system' %}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{%- endif %}"
+    "{{- '<|im_start|>' + message.role + '\\n' }}" + _CONTENT.replace("__PARTS__", _VISION_PARTS) +
+    "{{- '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+_TEXT_PARTS = "{%- if part is string %}{{- part }}{%- elif 'text' in part %}{{- part.text }}{%- endif %}"
+QWEN3_VL_CHAT_TEMPLATE = (
+    "{%- set images = namespace(count=0) %}{%- set videos = namespace(count=0) %}"
+    "{%- for message in messages %}"
+    "{%- if message.role == 'system' and loop.first %}"
+    "{{- '<|im_start|>system\\n' }}" + _CONTENT.replace("__PARTS__", _TEXT_PARTS) + "{{- '<|im_end|>\\n' }}"
+    "{%- elif message.role == 'user' %}"
+    "{{- '<|im_start|>user\\n' }}" + _CONTENT.replace("__PARTS__", _VISION_PARTS) + "{{- '<|im_end|>\\n' }}"
+    "{%- elif message.role == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}" + _CONTENT.replace("__PARTS__", _TEXT_PARTS) + "{{- '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+FAMILY_CHAT_TEMPLATES = {"qwen2_5_vl": QWEN2_5_VL_CHAT_TEMPLATE, "qwen3_vl": QWEN3_VL_CHAT_TEMPLATE}
+
 COLOURS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray",
            "cyan", "magenta", "beige", "light blue")
 SHAPES = ("circle", "square", "triangle", "rectangle", "star", "ellipse", "diamond", "cross", "hexagon")
@@ -129,6 +186,25 @@ def add_label_tokens(tokenizer) -> int:
     from tokenizers import AddedToken
 
     return tokenizer.add_tokens([AddedToken(text, special=False, normalized=False) for text in label_token_texts()])
+
+
+def build_family_tokenizer(family: str, vocab_size: int = 2000):
+    """The tokenizer ``mirg model init`` saves with a published shape: the local byte-level vocabulary with
+    single-token numbers and ordinary answer tags (as :func:`build_tokenizer`), plus the family's special and
+    added tokens with the published special/ordinary flags, and the family's chat template."""
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+
+    if family not in FAMILY_CHAT_TEMPLATES:
+        raise ValueError(f"no published tokenizer layout for {family!r}")
+    backend = train_tokenizer(QWEN_VL_SPECIALS, vocab_size)
+    backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in FAMILY_ORDINARY[family]])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        clean_up_tokenization_spaces=False, model_max_length=32768, padding_side="left",
+    )
+    tokenizer.chat_template = FAMILY_CHAT_TEMPLATES[family]
+    return tokenizer
 
 
 def build_tokenizer(style: str = "qwen", vocab_size: int = 2000, label_tokens: bool = False):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from mirg.options import renamed
+from mirg.architectures.published import published_families, published_sizes
 from mirg.formats import LIST_DETAILS, ORDERS
+from mirg.options import renamed
 
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "llava")
 
@@ -32,14 +33,50 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one token per colour-and-shape label of the synthetic images (' red circle'), started at "
                    "the mean of its two words' embeddings (default: each word its own token)")
     p.set_defaults(func=run_init_tiny)
+    _register_init(model_sub)
     info = model_sub.add_parser(
-        "info", help="family, coordinate space and pixel limits of a model folder",
-        description="Print what mirg reads from a model folder: its family adapter, the coordinate space its "
-        "boxes are in, and the pixel limits of its processor.",
+        "info", help="family, coordinate space, pixel limits and parameter counts of a model folder",
+        description="Print (one JSON line) what mirg reads from a model folder: its family adapter, the coordinate "
+        "space its boxes are in, the pixel limits of its processor, and its parameters counted from config.json "
+        "(language model, vision tower, embeddings; the weights are not read). For a model built by `mirg model "
+        "init` with its depth cut, also what the full depth would hold; where the embedding matrix has more rows "
+        "than the tokenizer has tokens (a published vocabulary with the local tokenizer), it says so.",
     )
     info.add_argument("path", metavar="DIR", help="model folder")
     info.set_defaults(func=run_info)
     _register_pretrain(model_sub)
+
+
+def _register_init(model_sub: argparse._SubParsersAction) -> None:
+    sizes = sorted({size for family in published_families() for size in published_sizes(family)})
+    p = model_sub.add_parser(
+        "init", help="build a published Qwen-VL architecture with random weights, depth cut to fit a CPU",
+        description="Build a randomly initialised model with the published configuration of a family and size "
+        "(the widths, heads, vocabulary, rotary sections, vision tower and pixel limits of the model's public "
+        "config.json), a locally trained tokenizer carrying the family's special tokens and chat template, and the "
+        "family's image processor; save it as a Hugging Face folder that `mirg sft` and `mirg grpo` train. "
+        "--layers and --vision-depth cut the depth so that a CPU can step it (the folder records the full depth "
+        "for `mirg model info`). Sizes: qwen2_5_vl 3b, 7b; qwen3_vl 2b, 4b, 8b.",
+    )
+    p.add_argument("--family", required=True, choices=published_families(), help="model family")
+    p.add_argument("--size", required=True, choices=sizes, metavar="NAME",
+                   help="published size: 3b or 7b (qwen2_5_vl); 2b, 4b or 8b (qwen3_vl)")
+    p.add_argument("--out", required=True, metavar="DIR", help="new folder to write the model to")
+    p.add_argument("--layers", type=int, default=None, metavar="N",
+                   help="language-model layers (default: the published depth)")
+    p.add_argument("--vision-depth", type=int, default=None, metavar="N",
+                   help="vision-tower blocks (default: the published depth); Qwen2.5-VL's full-attention blocks keep "
+                   "their distance from the top of the tower, Qwen3-VL's deepstack blocks scale with the depth")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the weights (default: 0)")
+    p.add_argument("--width-scale", type=float, default=1.0, metavar="S",
+                   help="multiply heads, hidden and intermediate sizes by S (0 < S <= 1; head widths, rotary sections, "
+                   "vocabulary, patch and windows stay): the published shape's code paths at a fraction of the cost, "
+                   "for tests (default: 1, the published widths)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="dtype of the saved weights (default: float32; training loads them in its --dtype)")
+    p.add_argument("--config-only", action="store_true",
+                   help="write config, tokenizer and processor but no weights (check widths and counts in a second)")
+    p.set_defaults(func=run_init)
 
 
 def _register_pretrain(model_sub: argparse._SubParsersAction) -> None:
@@ -170,10 +207,22 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
 def run_init_tiny(args: argparse.Namespace) -> int:
     import json
 
-    from mirg.architectures.tiny import build_tiny
+    from mirg.architectures.build import build_tiny
 
     summary = build_tiny(args.family, args.out, args.size, args.seed, rope_theta=args.rope_theta,
                          lm_layers=args.lm_layers, label_tokens=args.label_tokens)
+    print(json.dumps(summary))
+    return 0
+
+
+def run_init(args: argparse.Namespace) -> int:
+    import json
+
+    from mirg.architectures.build import build_published
+
+    summary = build_published(args.family, args.size, args.out, layers=args.layers, vision_depth=args.vision_depth,
+                              seed=args.seed, width_scale=args.width_scale, config_only=args.config_only,
+                              dtype=args.dtype)
     print(json.dumps(summary))
     return 0
 
@@ -182,6 +231,7 @@ def run_info(args: argparse.Namespace) -> int:
     import json
 
     from mirg.models import adapter_for, resolve_model_path
+    from mirg.architectures.build import describe_folder
 
     path = resolve_model_path(args.path)
     adapter = adapter_for(path)
@@ -189,5 +239,6 @@ def run_info(args: argparse.Namespace) -> int:
     print(json.dumps({
         "path": str(path), "family": adapter.family, "coords": adapter.coords,
         "min_pixels": adapter.min_pixels, "max_pixels": adapter.max_pixels, "description": adapter.description,
+        **describe_folder(path, adapter.family),
     }))
     return 0
