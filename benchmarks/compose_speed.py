@@ -1,10 +1,10 @@
 """How fast `mirg data compose` makes samples from photos and COCO-format annotations.
 
 Writes PHOTOS generated 640x480 JPEG photos (coloured boxes on noise) with 1-8 annotated objects each over 20
-categories, then times `mirg data compose --n N` (all four families, 2-4 images) and prints one JSON line:
+categories, then times `mirg data compose --samples N` (all four families, 2-4 images) and prints one JSON line:
 seconds, samples/s, crops written.
 
-Usage: python benchmarks/compose_speed.py [--photos 2000] [--n 2000] [--dir /tmp/compose_bench]
+Usage: python benchmarks/compose_speed.py [--photos 2000] [--samples 2000] [--dir /tmp/compose_bench]
 """
 
 from __future__ import annotations
@@ -56,11 +56,11 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     code = mirg(["data", "compose", "--coco", str(args.dir / "instances.json"), "--images", str(args.dir / "photos"),
-                 "--out", str(out), "--samples", str(args.n)])
+                 "--out", str(out), "--samples", str(args.samples)])
     seconds = time.perf_counter() - start
     crops = sum(1 for _ in (out / "images").iterdir()) if code == 0 else 0
-    print(json.dumps({"photos": args.photos, "samples": args.n, "exit": code, "seconds": round(seconds, 1),
-                      "samples_per_s": round(args.n / seconds, 1), "crops": crops}))
+    print(json.dumps({"photos": args.photos, "samples": args.samples, "exit": code, "seconds": round(seconds, 1),
+                      "samples_per_s": round(args.samples / seconds, 1), "crops": crops}))
 
 
 if __name__ == "__main__":
