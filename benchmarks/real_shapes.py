@@ -178,11 +178,14 @@ def extrapolate(name: str, rows: list[dict]) -> dict:
     plus the weights of the vision blocks cut away (frozen: no gradients, no optimizer state, no kept
     activations; 4 bytes per parameter).
 
-    The per-layer figure is measured (3-layer peak minus 2-layer peak) where both runs exist. A GRPO step measured
-    at 2 layers only is given SFT's measured per-layer figure plus what GRPO keeps per layer on top of SFT: the
-    reference model's copy of the layer (4 bytes per parameter; none with LoRA, whose reference is the same
-    weights with the adapters off). bf16 is derived, not measured: half the fp32 figure (weights, gradients,
-    AdamW states in the parameters' dtype and activations all halve)."""
+    SFT's per-layer figure is measured: the 3-layer peak minus the 2-layer peak (at 2 and 3 layers SFT peaks at the
+    optimizer step, when weights, gradients and AdamW states are all held). GRPO's is the larger of its own
+    measured difference and SFT's plus what GRPO keeps per layer on top of SFT, the reference model's copy of the
+    layer (4 bytes per parameter; none with LoRA, whose reference is the same weights with the adapters off): at
+    2 and 3 layers GRPO's first step peaks during its backward pass through the 152k-vocabulary log-probabilities,
+    before the optimizer's states exist, so its measured difference misses the states that dominate at full
+    depth. bf16 is derived, not measured: half the fp32 figure (weights, gradients, AdamW states in the
+    parameters' dtype and activations all halve)."""
     by_layers = {row["layers"]: row for row in rows}
     if not {2, 3} <= set(by_layers):
         return {}
@@ -195,31 +198,72 @@ def extrapolate(name: str, rows: list[dict]) -> dict:
     for stage in ("sft", "grpo"):
         if stage not in two:
             continue
-        if stage in three:
-            per_layer, how = _step_peak(three[stage]) - _step_peak(two[stage]), "measured (3 - 2 layers)"
-        elif stage == "grpo" and "sft" in three:
+        measured = _step_peak(three[stage]) - _step_peak(two[stage]) if stage in three else None
+        per_layer, how = measured, "measured (3 - 2 layers)"
+        if stage == "grpo" and "sft" in three and "sft" in two:
             reference = 0 if lora else layer_params * 4 / GIB
-            per_layer = _step_peak(three["sft"]) - _step_peak(two["sft"]) + reference
-            how = "SFT's measured per-layer figure + the reference model's copy of a layer"
-        else:
+            derived = _step_peak(three["sft"]) - _step_peak(two["sft"]) + reference
+            if measured is None or derived > measured:
+                per_layer = derived
+                how = ("SFT's measured (LoRA: the reference is the policy without adapters)" if lora
+                       else "SFT's measured + the reference model's copy of a layer")
+        if per_layer is None:
             continue
         fp32 = _step_peak(two[stage]) + (full["layers"] - 2) * per_layer + frozen_vision
         result[stage] = {"per_layer_gib": round(per_layer, 2), "per_layer_from": how,
+                         "measured_per_layer_gib": None if measured is None else round(measured, 2),
                          "layer_parameters": layer_params, "full_depth_fp32_gib": round(fp32, 1),
                          "full_depth_bf16_gib": round(fp32 / 2, 1)}
     return result
 
 
+def _stage_cell(run: dict | None) -> str:
+    if not run:
+        return "—"
+    if run["rc"] != 0:
+        return f"failed (exit {run['rc']})"
+    return f"{run['step_s']:.0f} s (load {run['load_before']:.1f}), {_step_peak(run):.2f} GiB"
+
+
+def markdown(results: dict) -> str:
+    """The measured rows and the extrapolation to the published depth, as two Markdown tables."""
+    lines = ["| configuration | layers (language, vision) | parameters | image tokens per sample "
+             "| SFT step: time, peak memory | GRPO step: time, peak memory |", "|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        for row in result["rows"]:
+            tokens = sorted(set(row["image_tokens_per_sample"]))
+            lines.append(f"| {name} | {row['layers']}, {row['vision_depth']} | {row['parameters']['total'] / 1e6:,.0f} M "
+                         f"| {', '.join(f'{t:,}' for t in tokens)} | {_stage_cell(row.get('sft'))} "
+                         f"| {_stage_cell(row.get('grpo'))} |")
+    lines += ["", "| configuration | published depth (language, vision), parameters | stage | per added layer "
+              "| full depth, fp32 (measured + extrapolated) | full depth, bf16 (derived) |", "|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        full = result["rows"][0]["full_depth"]
+        for stage, figure in result.get("extrapolated", {}).items():
+            lines.append(f"| {name} | {full['layers']}, {full['vision_depth']}, {full['parameters']['total'] / 1e9:.2f} B "
+                         f"| {stage.upper()} | {figure['per_layer_gib']:.2f} GiB: {figure['per_layer_from']} "
+                         f"| {figure['full_depth_fp32_gib']:.1f} GiB | {figure['full_depth_bf16_gib']:.1f} GiB |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, required=True, help="scratch folder (models of up to ~7 GB each)")
+    parser.add_argument("--work", type=Path, help="scratch folder (models of up to ~7 GB each)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "real-shapes.json")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma separated: {', '.join(CONFIGS)}")
     parser.add_argument("--layers", default="2,3", help="language-model depths to measure (default 2,3)")
     parser.add_argument("--stages", default="sft,grpo", help="stages to step at each depth (default sft,grpo)")
+    parser.add_argument("--table", action="store_true", help="print --out's results as Markdown tables and stop")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.table:
+        for name, result in results.items():
+            result["extrapolated"] = extrapolate(name, result["rows"])
+        print(markdown(results), end="")
+        return 0
+    if args.work is None:
+        parser.error("--work is required to measure (a scratch folder)")
+    args.work.mkdir(parents=True, exist_ok=True)
     for name in args.configs.split(","):
         rows = {row["layers"]: row for row in results.get(name, {}).get("rows", [])}
         for layers in (int(n) for n in args.layers.split(",")):
