@@ -7,10 +7,12 @@ path is what is measured) on samples of four real photos enlarged to 640x480 .. 
 full training at 3B width, LoRA at 7B width (full AdamW at 7B width does not fit 24 GiB even at 2 layers).
 
 Per configuration and depth it records the image tokens per sample, the step time (``train_runtime`` of the one
-step), the peak resident memory of each command (``wait4``'s ``ru_maxrss``: load, step and final save), and from
-the 2- and 3-layer runs the peak memory per added language-model layer, extrapolated to the published depth.
+step), the peak resident memory of each command (``wait4``'s ``ru_maxrss``: load, step and final save; and sampled
+up to the end of the step, the figure the tables use), and from the 2- and 3-layer runs the peak memory per added
+language-model layer, extrapolated to the published depth.
 
-    python benchmarks/real_shapes.py --work /tmp/real-shapes --out benchmarks/results/real-shapes.json
+    python benchmarks/real_shapes.py --work WORK --configs qwen2.5-vl-3b --layers 2,3
+    python benchmarks/real_shapes.py --table     # the results so far, as Markdown tables
 
 Run the heavy configurations one at a time on a shared machine (``--configs``); results are merged into ``--out``.
 """
@@ -232,15 +234,18 @@ def markdown(results: dict) -> str:
     for name, result in results.items():
         for row in result["rows"]:
             tokens = sorted(set(row["image_tokens_per_sample"]))
-            lines.append(f"| {name} | {row['layers']}, {row['vision_depth']} | {row['parameters']['total'] / 1e6:,.0f} M "
+            millions = row["parameters"]["total"] / 1e6
+            lines.append(f"| {name} | {row['layers']}, {row['vision_depth']} | {millions:,.0f} M "
                          f"| {', '.join(f'{t:,}' for t in tokens)} | {_stage_cell(row.get('sft'))} "
                          f"| {_stage_cell(row.get('grpo'))} |")
     lines += ["", "| configuration | published depth (language, vision), parameters | stage | per added layer "
-              "| full depth, fp32 (measured + extrapolated) | full depth, bf16 (derived) |", "|---|---|---|---|---|---|"]
+              "| full depth, fp32 (measured + extrapolated) | full depth, bf16 (derived) |",
+              "|---|---|---|---|---|---|"]
     for name, result in results.items():
         full = result["rows"][0]["full_depth"]
         for stage, figure in result.get("extrapolated", {}).items():
-            lines.append(f"| {name} | {full['layers']}, {full['vision_depth']}, {full['parameters']['total'] / 1e9:.2f} B "
+            billions = full["parameters"]["total"] / 1e9
+            lines.append(f"| {name} | {full['layers']}, {full['vision_depth']}, {billions:.2f} B "
                          f"| {stage.upper()} | {figure['per_layer_gib']:.2f} GiB: {figure['per_layer_from']} "
                          f"| {figure['full_depth_fp32_gib']:.1f} GiB | {figure['full_depth_bf16_gib']:.1f} GiB |")
     return "\n".join(lines) + "\n"

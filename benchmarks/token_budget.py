@@ -7,7 +7,7 @@ image file's header is read, once per file). Then times `count_tokens` on both, 
 `mirg sft --dry-run` (reading and checking the records, counting, building the dataset) on the first. Prints one
 JSON line.
 
-Usage (the measurement in benchmarks/results/token-budgets.md):
+Usage (the measurement in benchmarks/RESULTS.md):
     python benchmarks/token_budget.py --samples 100000 --images 4 --pool 2000
 """
 
