@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import tempfile
 
 import pytest
 
 from mirg.cli import build_parser, main
+from mirg.errors import MirgError
 
 SNAKE_OPTION = re.compile(r"--[a-z0-9]+_[a-z0-9_]+")
 
@@ -71,8 +73,12 @@ def test_snake_case_spellings_of_kebab_options_are_respelled_with_a_notice(tmp_p
 
 
 @pytest.mark.parametrize("stage", ["sft", "grpo"])
-def test_stage_options_take_mirgs_names_and_trls_spellings_alike(tmp_path, capsys, stage):
+def test_stage_options_take_mirgs_names_and_trls_spellings_alike(tmp_path, capsys, monkeypatch, stage):
     from mirg.train.config import GRPOArguments, SFTArguments, parse_arguments
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     cls = SFTArguments if stage == "sft" else GRPOArguments
     common = ["--model", "embedded", "--data", str(tmp_path), "--report-to", "none"]
@@ -85,3 +91,7 @@ def test_stage_options_take_mirgs_names_and_trls_spellings_alike(tmp_path, capsy
     recipe.write_text("model_dtype: float16\nper_device_train_batch_size: 8\n")
     assert parse_arguments(cls, ["--config", str(recipe), *common], stage).dtype == "float16"
     assert "recipe key model_dtype is now dtype" in capsys.readouterr().err
+    assert not list(scratch.iterdir())  # the respelled copy is gone
+    recipe.write_text("model_dtype: float16\ndtype: bfloat16\n")
+    with pytest.raises(MirgError, match="both model_dtype and dtype are set; keep dtype"):
+        parse_arguments(cls, ["--config", str(recipe), *common], stage)

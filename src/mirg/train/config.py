@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -329,6 +330,10 @@ def respelled_recipe(path: Path, known: set[str]) -> Path:
     old = [key for key in recipe if key in RENAMED_FIELDS]
     if not old:
         return path
+    both = [key for key in old if RENAMED_FIELDS[key] in recipe]
+    if both:
+        new = RENAMED_FIELDS[both[0]]
+        raise MirgError(f"recipe {path}: both {both[0]} and {new} are set; keep {new}")
     for key in old:
         notice(f"recipe key {key}", RENAMED_FIELDS[key])
         recipe[RENAMED_FIELDS[key]] = recipe.pop(key)
@@ -449,14 +454,18 @@ def parse_arguments(cls, argv: list[str], stage: str):
     _check_flags(rest, options)
     recipe_path = Path(config) if config else default_recipe(stage)
     args = _split_list_flags(rest, options)
-    if recipe_path is not None:
-        args = ["--config", str(respelled_recipe(recipe_path, {a.dest for a in parser._actions})), *args]
+    recipe = None if recipe_path is None else respelled_recipe(recipe_path, {a.dest for a in parser._actions})
+    if recipe is not None:
+        args = ["--config", str(recipe), *args]
     try:
         (parsed,) = parser.parse_args_and_config(args)
     except MirgError:
         raise
     except (ValueError, TypeError) as exc:
         raise MirgError(first_line(exc)) from None
+    finally:
+        if recipe is not None and recipe != recipe_path:  # the respelled copy
+            shutil.rmtree(recipe.parent, ignore_errors=True)
     return parsed
 
 
