@@ -52,7 +52,8 @@ PAIRS = (("sft_grpo", "sft_continued"), ("sft_grpo", "sft"), ("sft_continued", "
 def variants(plan: DemoPlan, base: str) -> dict[str, tuple[list[str], Path]]:
     sft = plan.path("sft")
     v = {"sft": (sft_args(plan, base, sft, plan.sft_minutes, "none"), sft)}
-    v["sft_continued"] = (sft_args(plan, str(sft), plan.path("sft_continued"), plan.grpo_minutes, "none"),
+    v["sft_continued"] = (sft_args(plan, str(sft), plan.path("sft_continued"), plan.grpo_minutes, "none",
+                                   steps=plan.grpo_steps),
                           plan.path("sft_continued"))
     for name, model, rewards in (("sft_grpo", str(sft), "format,image,object"), ("no_image", str(sft), "format,object"),
                                  ("no_object", str(sft), "format,image"), ("grpo_from_base", base, "format,image,object")):

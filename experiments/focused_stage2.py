@@ -159,6 +159,9 @@ def main() -> int:
         acc, probe_minutes = probe(plan, opts.probe)
         weights = family_weights(acc)
         print(json.dumps({"probe_minutes": round(probe_minutes, 2), "probe_acc": acc, "weights": weights}), flush=True)
+        if plan.grpo_minutes is None:
+            raise MirgError(f"{opts.out}: stage 2 trained a number of steps; this study splits a stage 2 of minutes "
+                            "(a demo or ablation run with --grpo-minutes / --stage2-minutes)")
         minutes = plan.grpo_minutes - probe_minutes
         if minutes <= 0:
             raise MirgError(f"the probe took {probe_minutes:.1f} of stage 2's {plan.grpo_minutes} minutes: lower --probe")

@@ -233,13 +233,17 @@ def budget_args(minutes: float | None, steps: int | None) -> list[str]:
     steps."""
     if minutes is not None:
         return ["--max-minutes", str(minutes), "--max-steps", "1000000"]
+    if steps is None:
+        raise ValueError("a stage needs a number of steps or of minutes")
     return ["--max-steps", str(steps)]
 
 
-def sft_args(plan: DemoPlan, model: str, out: Path, minutes: float, report: str = "tensorboard",
+def sft_args(plan: DemoPlan, model: str, out: Path, minutes: float | None, report: str = "tensorboard",
              steps: int | None = None) -> list[str]:
-    """`mirg sft` for ``minutes`` (or ``steps``) from ``model`` on the training trajectories, in batches of
-    similar length (less padding: 607 steps in 6 minutes against 386 in random batches, on a 2-core CPU)."""
+    """`mirg sft` for ``minutes`` (or ``steps``, by default the plan's stage-1 steps) from ``model`` on the training
+    trajectories, in batches of similar length (less padding: 607 steps in 6 minutes against 386 in random batches,
+    on a 2-core CPU)."""
+    steps = plan.sft_steps if steps is None else steps
     return ["sft", "--model", model, "--data", str(plan.path("data", "trajectories")), "--output-dir", str(out),
             *budget_args(minutes, steps), "--learning-rate", str(plan.sft_lr),
             "--lr-scheduler-type", "constant_with_warmup", "--warmup-steps", "20",
@@ -277,7 +281,7 @@ def train_stages(plan: DemoPlan, base: str) -> dict[str, str]:
     """Stage 1 from the base, stage 2 from stage 1; returns the model folder of every stage."""
     sft_dir, grpo_dir = plan.path("sft"), plan.path("sft_grpo")
     if not (sft_dir / "trainer_state.json").is_file():
-        run_mirg(sft_args(plan, base, sft_dir, plan.sft_minutes, steps=plan.sft_steps), plan.path("logs", "sft.txt"))
+        run_mirg(sft_args(plan, base, sft_dir, plan.sft_minutes), plan.path("logs", "sft.txt"))
     if not (grpo_dir / "trainer_state.json").is_file():
         run_mirg(grpo_args(plan, str(sft_dir), grpo_dir), plan.path("logs", "grpo.txt"))
     return {"base": base, "sft": str(sft_dir), "sft_grpo": str(grpo_dir)}
