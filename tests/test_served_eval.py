@@ -314,6 +314,38 @@ def test_garbage_and_html_replies_are_unparsable_answers(tmp_path, serve, key_en
     assert script.total == 4  # an answer that can't be read is still an answer: not asked again
 
 
+def test_a_reply_with_a_lone_surrogate_is_recorded_not_a_crash(tmp_path, serve, key_env):
+    data = write_data(tmp_path / "d", 2)
+    script = Script(data, CoordSpace("norm1000"), texts={"s001": "\ud800 no box"})  # JSON escapes it as \ud800
+    url = serve(script)
+    out = tmp_path / "run"
+    assert main(eval_argv(data, out, url, "--coords", "norm1000")) == 0
+    records = {r["id"]: r for r in read_jsonl(out / "predictions.jsonl")}
+    assert records["s001"]["response"] == "? no box"
+    assert json.loads((out / "metrics.json").read_text())["overall"]["pooled_parse_rate"] == 0.5
+
+
+def test_problems_are_counted_among_the_samples_scored_only(tmp_path, serve, key_env):
+    data = write_data(tmp_path / "d", 3)
+    script = Script(data, CoordSpace("norm1000"), {"s002": ["html"]})
+    url = serve(script)
+    out = tmp_path / "run"
+    assert main(eval_argv(data, out, url, "--coords", "norm1000")) == 0
+    assert json.loads((out / "metrics.json").read_text())["overall"]["unreadable_replies"] == 1
+    assert main(eval_argv(data, out, url, "--coords", "norm1000", "--max-samples", "2")) == 0
+    overall = json.loads((out / "metrics.json").read_text())["overall"]
+    assert overall["n"] == 2 and overall["unreadable_replies"] == 0 and script.total == 3
+
+
+def test_a_malformed_base_url_is_one_line(tmp_path, capsys):
+    data = write_data(tmp_path / "d", 1)
+    argv = ["eval", "--backend", "openai", "--base-url", "http://[::1/v1", "--model", "m", "--data", str(data),
+            "--out", str(tmp_path / "run"), "--coords", "norm1000"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirg: error: --base-url 'http://[::1/v1'") and err.count("\n") == 1
+
+
 def test_the_box_space_shows_in_the_metrics(tmp_path, serve, key_env):
     """A served Qwen2.5-VL answers in pixels of its resized images (here at max_pixels 6272)."""
     data = write_data(tmp_path / "d", 6)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
-from mirg.errors import MirgError
+from mirg.errors import MirgError, first_line
 
 Item = TypeVar("Item")
 
@@ -66,6 +66,12 @@ class ChatConfig:
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise MirgError(f"--base-url {self.base_url!r}: must start with http:// or https://")
+        import httpx2
+
+        try:
+            httpx2.URL(self.base_url)
+        except httpx2.InvalidURL as exc:
+            raise MirgError(f"--base-url {self.base_url!r}: {first_line(exc)}") from None
         if not self.model:
             raise MirgError("--model must name the model the endpoint serves")
         for ok, reason in self.checks():
@@ -213,10 +219,11 @@ def read_reply(response: Any) -> Reply:
     except (ValueError, KeyError, IndexError, TypeError):
         return Reply(None, "the reply is not a chat completion (no choices[0].message.content)")
     if isinstance(content, list):  # some servers return content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     if not isinstance(content, str):
         return Reply(None, "the reply's message content is not text")
-    return Reply(content)
+    # JSON may escape a lone surrogate ("\ud800"), which no file can hold as UTF-8: replaced, as unreadable bytes are.
+    return Reply(content.encode("utf-8", "replace").decode("utf-8"))
 
 
 def retry_after(response: Any) -> float | None:

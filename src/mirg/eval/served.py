@@ -208,13 +208,16 @@ def ask_served(samples: list[Sample], root: Path, path: Path, settings: ServedSe
     return run
 
 
-def recorded_problems(path: Path) -> tuple[Counter, Counter]:
-    """Reasons of the samples in ``path`` that got no answer (``error``) and of the unreadable replies."""
+def recorded_problems(path: Path, ids: set[str]) -> tuple[Counter, Counter]:
+    """Reasons of the samples ``ids`` in ``path`` that got no answer (``error``) and of the unreadable replies
+    (a folder may hold answers to samples this run does not score, e.g. before a smaller ``--max-samples``)."""
     failed: Counter = Counter()
     unreadable: Counter = Counter()
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             record = json.loads(line)
+            if record.get("id") not in ids:
+                continue
             if record.get("error") is not None:
                 failed[str(record["error"])] += 1
             elif record.get("unreadable") is not None:
@@ -270,7 +273,7 @@ def evaluate_served(settings: ServedSettings, data: str | Path, out: str | Path,
     if run.stop_reason is not None:
         left = run.asked - run.answered - run.unreadable - run.failed
         raise MirgError(f"stopped: {run.stop_reason}; {left} sample(s) not asked, rerun the same command to resume")
-    failed, unreadable = recorded_problems(out / PREDICTIONS)
+    failed, unreadable = recorded_problems(out / PREDICTIONS, {sample.id for sample in samples})
     info = {"model": settings.chat.model, "endpoint": redact(settings.chat.base_url), "prompt": settings.prompt,
             "data": str(data), "failed_requests": sum(failed.values()), "unreadable_replies": sum(unreadable.values())}
     notes = served_notes(settings, data, len(samples), failed, unreadable, redact)
