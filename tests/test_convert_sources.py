@@ -14,7 +14,7 @@ from PIL import Image
 
 from mirg.data import convert
 from mirg.data.mentions import pick_target
-from mirg.schema import check_image_files, read_manifest
+from mirg.schema import QUESTION_BOXES, check_image_files, read_manifest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PHOTOS = FIXTURES / "mig-bench" / "images"
@@ -105,7 +105,9 @@ def test_multi_turn_tracking_keeps_the_question_box_and_converts_each_answer(mg_
     assert first.task == "object_tracking" and first.target.image == 2
     assert list(first.target.bbox) == pytest.approx(pixels([82, 338, 540, 812], TALL))
     assert "<|box_start|>(139,305),(495,743)<|box_end|>" in first.question and "<image>" not in first.question
+    assert first.extra[QUESTION_BOXES] == "norm1000"  # said, so that trajectories in another space count it
     assert second.target.image == 3 and second.question == "Now locate the same object in the third image."
+    assert QUESTION_BOXES not in second.extra
     assert list(second.target.bbox) == pytest.approx(pixels([10, 20, 30, 40], WIDE))
 
 
@@ -361,6 +363,20 @@ def test_vlm_r1_cross_check_catches_an_image_stored_with_width_and_height_swappe
 # ----- the output feeds the rest of mirg ----------------------------------------------------------------
 
 
+def test_trajectories_in_another_space_count_the_questions_that_hold_boxes(mg_out, tmp_path):
+    from mirg.cli import main
+
+    held = sum(1 for s in read_manifest(mg_out[0]) if QUESTION_BOXES in s.extra)
+    assert held >= 1
+    for coords, expected in (("pixel", held), ("norm1000", 0)):
+        traj = tmp_path / coords
+        assert main(["data", "trajectories", "--data", str(mg_out[0]), "--out", str(traj), "--detail", "brief",
+                     "--coords", coords]) == 0
+        card = (traj / "README.md").read_text()
+        note = f"{expected} sample(s) hold boxes in their question in another space than {coords}"
+        assert (note in card) == bool(expected) and ("hold boxes in their question" in card) == bool(expected)
+
+
 @pytest.mark.slow
 def test_converted_data_feeds_trajectories_and_an_sft_dry_run(mg_out, r1_out, tmp_path, capsys):
     from mirg.cli import main
@@ -380,3 +396,10 @@ def test_converted_data_feeds_trajectories_and_an_sft_dry_run(mg_out, r1_out, tm
                      "--dry-run"]) == 0
         printed = capsys.readouterr().out
         assert json.loads(printed[printed.index("{"):])["records"] == len(samples)
+
+
+@pytest.mark.parametrize("question,task,reason", [("  ", "region", "empty question"), ("Find it.", " ", "no task")])
+def test_an_empty_question_or_task_is_a_counted_rejection_whatever_the_source(question, task, reason):
+    candidate = convert.Candidate(id="x-1", task=task, images=["a.jpg"], question=question, target=1,
+                                  box=[10, 10, 100, 100], space=convert.PIXEL)
+    assert convert.to_sample(candidate, convert.VirtualImages()) == convert.Rejection("x-1", reason)

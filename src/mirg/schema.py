@@ -24,6 +24,9 @@ from mirg.textfiles import open_text
 Box = tuple[float, float, float, float]
 
 _KNOWN_KEYS = {"id", "task", "images", "image_sizes", "question", "target", "objects", "image_notes"}
+#: An optional key: the coordinate space of boxes written as text in the question (a converted MGrounding tracking
+#: question gives the object's first box in 0-1000); trajectories in another space count such samples.
+QUESTION_BOXES = "question_boxes"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from mirg.data.jsonstream import stream_json_records
 from mirg.geometry import CoordSpace, clip_box, is_proper_box
 from mirg.data.migbench import ORIGINAL, Benchmark, target_of
 from mirg.data.mentions import pick_target
-from mirg.schema import Sample, Target
+from mirg.schema import QUESTION_BOXES, Sample, Target
 
 Size = tuple[int, int]
 
@@ -195,6 +195,10 @@ def box_problem(box: Any, space: CoordSpace, size: Size, slack: float | None) ->
 
 def to_sample(c: Candidate, images: ImageIndex | VirtualImages) -> Sample | Rejection:
     """One candidate checked against its image files and converted; the box ends in pixels of the target."""
+    if not c.question.strip():
+        return Rejection(c.id, "empty question")
+    if not c.task.strip():
+        return Rejection(c.id, "no task")
     if not 1 <= c.target <= len(c.images):
         return Rejection(c.id, f"image number out of range: names image {c.target} of {len(c.images)}")
     found = []
@@ -437,8 +441,11 @@ def mgrounding_pair(sid: str, task: str, images: list[str], human: str, gpt: str
     k, why = pick_target(len(images), answer=answer, question=question, task=task)
     if k is None:
         return Rejection(sid, why)
+    # A box in the question (a tracked object's first position) stays text in 0-1000: said on the sample, so
+    # that trajectories written in another space count it instead of mixing two spaces silently.
+    extra = {QUESTION_BOXES: NORM1000.name} if BOX_START in human else {}
     return Candidate(id=sid, task=task, images=images, question=question, target=k,
-                     box=[float(v) for v in match.groups()], space=NORM1000)
+                     box=[float(v) for v in match.groups()], space=NORM1000, extra=extra)
 
 
 def mgrounding_record(record: Any, position: int) -> Iterator[Candidate | Rejection]:

@@ -39,6 +39,7 @@ from mirg.schema import Sample
 from mirg.data.trajectories import (
     BuildReport, Dataset, Rejection, TrajectoryOptions, Warn, annotation_gaps, attributes_text, box_text,
     check_trajectory, image_paths, make_plan, note_text, readme_text, rl_row, sft_row, stderr_warn, warn_gaps,
+    warn_question_boxes,
     write_jsonl, write_space_record, write_text,
 )
 from mirg.formats import CACHE_FILE, README_FILE, REJECTED_FILE, RL_FILE, SFT_FILE
@@ -357,6 +358,7 @@ def run_teacher(
     report = BuildReport("teacher", opts, dataset.manifest, dataset.samples, gaps=annotation_gaps(dataset.samples))
     report.notes.append(f"teacher: model `{cfg.model}` at {cfg.base_url}, up to {cfg.max_attempts} replies per sample")
     warn_gaps(report.gaps, len(dataset.samples), warn)
+    warn_question_boxes(report, warn)
     out.mkdir(parents=True, exist_ok=True)
     rl = [rl_row(s, image_paths(s, dataset.root, out), opts.coords.name) for s in dataset.samples]
     write_jsonl(out / RL_FILE, rl)

@@ -45,7 +45,7 @@ from mirg.formats import (
 )
 from mirg.geometry import CoordSpace, clip_box, iou
 from mirg.prompts import user_message
-from mirg.schema import ObjectAnn, Sample, check_image_files, manifest_path, read_manifest
+from mirg.schema import QUESTION_BOXES, ObjectAnn, Sample, check_image_files, manifest_path, read_manifest
 
 Warn = Callable[[str], None]
 #: How many problems with the image files an error message lists before "... and N more".
@@ -682,6 +682,17 @@ def annotation_gaps(samples: Sequence[Sample]) -> dict[str, int]:
     }
 
 
+def warn_question_boxes(report: BuildReport, warn: Warn) -> None:
+    """Count, note and say the samples whose question holds boxes written (as text) in another space than the
+    trajectories' own: a model trained on them sees two spaces."""
+    space = report.opts.coords.name
+    mixed = sum(1 for s in report.samples if s.extra.get(QUESTION_BOXES, space) != space)
+    if mixed:
+        report.notes.append(f"{mixed} sample(s) hold boxes in their question in another space than {space} "
+                            "(written as the source gave them)")
+        warn(report.notes[-1] + ": the model sees two spaces; use the question's space, or leave those samples out")
+
+
 def warn_gaps(gaps: dict[str, int], total: int, warn: Warn) -> None:
     """Say once per kind of gap how many samples get the shorter trajectory."""
     for what, n in gaps.items():
@@ -777,6 +788,7 @@ def build_template(dataset: Dataset, out: Path, opts: TrajectoryOptions, warn: W
     check_detail(dataset.samples, opts.detail)
     report = BuildReport("template", opts, dataset.manifest, dataset.samples, gaps=annotation_gaps(dataset.samples))
     warn_gaps(report.gaps, len(dataset.samples), warn)
+    warn_question_boxes(report, warn)
     sft, rl = [], []
     lost = 0
     for sample in dataset.samples:
