@@ -412,7 +412,7 @@ def write_crops(c: Composed, sample: Sample, pool: Pool, out: Path) -> int:
         obj = pool.objects(image_id)[crop]
         window = pixel_window(obj.bbox, pool.coco.images[image_id].size)
         with Image.open(pool.files[image_id]) as photo:
-            piece = photo.convert("RGB").crop(window)
+            piece = photo.crop(window).convert("RGB")  # converts the crop, not the whole photo
         if piece.size != tuple(size):
             raise MirgError(f"{pool.files[image_id]}: the crop came out {piece.size}, expected {size}")
         piece.save(out / rel, format="JPEG", quality=95)
