@@ -411,9 +411,13 @@ def run_pretrain(plan: PretrainPlan, command: str) -> dict[str, Any]:
         theta = [] if plan.rope_theta is None else ["--rope-theta", str(plan.rope_theta)]
         layers = [] if plan.lm_layers is None else ["--lm-layers", str(plan.lm_layers)]
         labels = ["--label-tokens"] if plan.label_tokens else []
+        partial = plan.work("init.partial")  # becomes init once capped: a run killed before resumes from scratch
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(init, ignore_errors=True)
         run_mirg(["model", "init-tiny", "--family", plan.family, "--size", plan.size, "--seed", str(plan.seed),
-                  "--out", str(init), *theta, *layers, *labels], plan.work("logs", "init.txt"), quiet=True)
-        cap_image_pixels(plan, init)
+                  "--out", str(partial), *theta, *layers, *labels], plan.work("logs", "init.txt"), quiet=True)
+        cap_image_pixels(plan, partial)
+        partial.rename(init)
     coords = adapter_for(init).coords
     model, resumed = vision_stage(plan, init)
     vision = json.loads((model / "vision_stage.json").read_text(encoding="utf-8"))
