@@ -46,6 +46,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mirg.errors import MirgError
+from mirg.geometry import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
+from mirg.models.qwen import QWEN3_MAX_PIXELS, QWEN3_MIN_PIXELS
 
 #: The image processors' normalisation: Qwen2.5-VL uses CLIP's mean and std, Qwen3-VL 0.5 / 0.5.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -126,7 +128,7 @@ def _qwen2_5_vl(size: str, text: dict, out_hidden_size: int, repo: str) -> Model
         vision=VisionShape(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
                            out_hidden_size=out_hidden_size, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
                            window_size=112, fullatt_block_indexes=(7, 15, 23, 31), tokens_per_second=2),
-        min_pixels=3136, max_pixels=12845056, image_mean=CLIP_MEAN, image_std=CLIP_STD,
+        min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS, image_mean=CLIP_MEAN, image_std=CLIP_STD,
         source=f"https://huggingface.co/{repo}/blob/main/config.json",
     )
 
@@ -140,7 +142,7 @@ def _qwen3_vl(size: str, text: dict, vision: dict, repo: str) -> ModelShape:
                        mrope_interleaved=True, max_position_embeddings=262144, rms_norm_eps=1e-06),
         vision=VisionShape(**vision, num_heads=16, out_hidden_size=text["hidden_size"], patch_size=16,
                            spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304),
-        min_pixels=65536, max_pixels=16777216, image_mean=HALF, image_std=HALF,
+        min_pixels=QWEN3_MIN_PIXELS, max_pixels=QWEN3_MAX_PIXELS, image_mean=HALF, image_std=HALF,
         source=f"https://huggingface.co/{repo}/blob/main/config.json",
     )
 
