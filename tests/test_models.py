@@ -305,6 +305,15 @@ def test_model_info(tiny_models, capsys):
     assert info["family"] == "qwen2_vl" and info["coords"] == "norm1000"
 
 
+def test_model_info_on_a_broken_tokenizer_is_one_line(tmp_path, tiny_models, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_models["qwen2_5_vl"], broken)
+    (broken / "tokenizer.json").write_text("{broken")
+    assert main(["model", "info", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot build the qwen2_5_vl processor" in err
+
+
 def test_adapter_coord_space_matches_geometry():
     adapter = adapter_for("qwen2_5_vl")
     assert adapter.coord_space() == CoordSpace("resized", adapter.min_pixels, adapter.max_pixels)

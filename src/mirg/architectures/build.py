@@ -166,14 +166,14 @@ def full_depth_config(config, record: dict):
 def describe_folder(folder: Path, family: str) -> dict:
     """What ``mirg model info`` adds about a folder: its parameters (from config.json), the rows of its embedding
     matrix against the tokens of its tokenizer, and, for a depth cut by ``mirg model init``, the full depth."""
-    from transformers import AutoTokenizer
+    from mirg.models import adapter_for
 
     config = read_config(folder, family)
     text = config.get_text_config()
     described: dict[str, Any] = {"parameters": count_parameters(config, family),
                                  "depth": {"layers": text.num_hidden_layers,
                                            "vision_depth": _vision_depth(config.vision_config)}}
-    tokens = len(AutoTokenizer.from_pretrained(str(folder)))
+    tokens = len(adapter_for(folder).load_processor(folder).tokenizer)  # a broken tokenizer: one line
     described |= {"embedding_rows": text.vocab_size, "tokenizer_tokens": tokens}
     if text.vocab_size > tokens:
         described["vocabulary_note"] = (
