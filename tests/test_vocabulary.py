@@ -72,6 +72,14 @@ def test_snake_case_spellings_of_kebab_options_are_respelled_with_a_notice(tmp_p
     assert {p.name for p in (tmp_path / "d" / "images").iterdir()}  # it ran with them
 
 
+def test_an_option_of_another_command_is_not_respelled(capsys):
+    # --max-pixels is an option of `mirg eval`, `mirg score` and `mirg data trajectories`, not of `mirg data synth`
+    with pytest.raises(SystemExit):
+        main(["data", "synth", "--out", "x", "--max_pixels", "5"])
+    err = capsys.readouterr().err
+    assert "is now" not in err and "unrecognized arguments: --max_pixels" in err
+
+
 @pytest.mark.parametrize("stage", ["sft", "grpo"])
 def test_stage_options_take_mirgs_names_and_trls_spellings_alike(tmp_path, capsys, monkeypatch, stage):
     from mirg.train.config import GRPOArguments, SFTArguments, parse_arguments

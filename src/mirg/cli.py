@@ -34,12 +34,12 @@ TRL_COMMANDS = ("sft", "grpo")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mirg.options import kebab_case, option_strings
+    from mirg.options import chosen_parser, kebab_case, option_strings
 
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if not (argv and argv[0] in TRL_COMMANDS):
-        argv = kebab_case(argv, option_strings(parser))
+        argv = kebab_case(argv, option_strings(chosen_parser(parser, argv)))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

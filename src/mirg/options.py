@@ -51,14 +51,18 @@ def renamed(parser: argparse.ArgumentParser | argparse._ArgumentGroup, old: str,
 
 
 def option_strings(parser: argparse.ArgumentParser) -> set[str]:
-    """Every option string of ``parser`` and of all its sub-commands."""
-    found: set[str] = set()
-    for action in parser._actions:
-        found.update(action.option_strings)
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                found |= option_strings(sub)
-    return found
+    """Every option string of ``parser`` itself (a sub-command's are its own parser's)."""
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+def chosen_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The (sub-)command parser that ``argv``'s leading command words select, e.g. ``mirg data convert``'s."""
+    for word in argv:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or word not in subs[0].choices:
+            break
+        parser = subs[0].choices[word]
+    return parser
 
 
 def kebab_case(argv: Iterable[str], known: set[str]) -> list[str]:
