@@ -102,19 +102,13 @@ def mirg(*args: str) -> list[str]:
 
 
 def image_tokens(model: Path, data: Path, min_pixels: int) -> list[int]:
-    """Image tokens of each sample at the recipe's pixel limits, from the model's own processor."""
-    from PIL import Image
-
+    """Image tokens of each sample at the recipe's pixel limits, counted as `mirg sft --dry-run` counts them."""
     from mirg.models import adapter_for
+    from mirg.train.budget import count_tokens
 
     processor = adapter_for(model).load_processor(model, min_pixels=min_pixels, max_pixels=MAX_PIXELS)
-    merge = processor.image_processor.merge_size
-    counts = []
-    for line in (data / "sft.jsonl").read_text().splitlines():
-        images = [Image.open(data / p) for p in json.loads(line)["images"]]
-        grids = processor.image_processor(images=images, return_tensors="pt")["image_grid_thw"]
-        counts.append(int(grids.prod(-1).sum()) // merge ** 2)
-    return counts
+    records = [json.loads(line) for line in (data / "sft.jsonl").read_text().splitlines()]
+    return [sample.image for sample in count_tokens(records, processor, data, "sft")]
 
 
 def step_time(output_dir: Path) -> float | None:
